@@ -1,0 +1,109 @@
+-- txnwatch state, checkpoints and metrics. Idempotent: safe to run before every job.
+-- The schema name is a Jinja parameter so that Airflow's SQL operators and txnwatch.db render the
+-- same file: {{ params.schema }}.
+
+CREATE SCHEMA IF NOT EXISTS {{ params.schema }};
+
+-- Mechanism X ---------------------------------------------------------------------------------
+
+-- One row per landing zone: where the replay stands. Updated in the step that lands each chunk.
+CREATE TABLE IF NOT EXISTS {{ params.schema }}.x_checkpoint (
+    landing         text PRIMARY KEY,
+    source          text NOT NULL,
+    source_sha256   text NOT NULL,
+    rows_per_chunk  integer NOT NULL,
+    last_chunk      integer NOT NULL DEFAULT 0,
+    rows_landed     bigint NOT NULL DEFAULT 0,
+    rejected        bigint NOT NULL DEFAULT 0,
+    finished        boolean NOT NULL DEFAULT false,
+    updated_at      timestamptz NOT NULL DEFAULT now()
+);
+
+-- One row per landed chunk: the ledger Y reads the landing time from.
+CREATE TABLE IF NOT EXISTS {{ params.schema }}.x_chunks (
+    landing     text NOT NULL,
+    chunk       integer NOT NULL,
+    rows        integer NOT NULL,
+    rejected    integer NOT NULL,
+    landed_at   timestamptz NOT NULL,
+    lag_s       double precision NOT NULL,
+    PRIMARY KEY (landing, chunk)
+);
+
+-- Mechanism Y: running state ------------------------------------------------------------------
+
+CREATE TABLE IF NOT EXISTS {{ params.schema }}.merchant_txn_count (
+    merchant_id  text PRIMARY KEY,
+    txn_count    bigint NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS {{ params.schema }}.customer_txn_stats (
+    customer_id    text NOT NULL,
+    merchant_id    text NOT NULL,
+    txn_count      bigint NOT NULL,
+    amount_sum     numeric(20, 2) NOT NULL,
+    customer_name  text NOT NULL,
+    PRIMARY KEY (merchant_id, customer_id)
+);
+
+-- Distinct customers per merchant and gender: F(m) and M(m) are counts over this table.
+CREATE TABLE IF NOT EXISTS {{ params.schema }}.merchant_gender_customers (
+    merchant_id  text NOT NULL,
+    gender       text NOT NULL,
+    customer_id  text NOT NULL,
+    PRIMARY KEY (merchant_id, gender, customer_id)
+);
+
+-- Every detection ever made, numbered in detection order; seq decides the output file.
+CREATE TABLE IF NOT EXISTS {{ params.schema }}.detected_patterns (
+    pattern_id      text NOT NULL,
+    customer_id     text NOT NULL,
+    merchant_id     text NOT NULL,
+    action_type     text NOT NULL,
+    customer_name   text NOT NULL,
+    chunk           integer NOT NULL,
+    seq             bigint NOT NULL UNIQUE,
+    detection_time  timestamptz NOT NULL,
+    y_start_time    timestamptz NOT NULL,
+    PRIMARY KEY (pattern_id, customer_id, merchant_id)
+);
+
+-- Mechanism Y: checkpoint, output ledger, metrics, quarantine ---------------------------------
+
+CREATE TABLE IF NOT EXISTS {{ params.schema }}.y_checkpoint (
+    id          smallint PRIMARY KEY DEFAULT 1 CHECK (id = 1),
+    landing     text NOT NULL,
+    output      text NOT NULL,
+    last_chunk  integer NOT NULL DEFAULT 0,
+    finished    boolean NOT NULL DEFAULT false,
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS {{ params.schema }}.y_output_files (
+    file_no     integer PRIMARY KEY,
+    first_seq   bigint NOT NULL,
+    last_seq    bigint NOT NULL,
+    written_at  timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS {{ params.schema }}.y_chunk_metrics (
+    chunk         integer PRIMARY KEY,
+    rows          integer NOT NULL,
+    quarantined   integer NOT NULL DEFAULT 0,
+    landed_at     timestamptz,
+    committed_at  timestamptz NOT NULL,
+    batch_size    integer NOT NULL DEFAULT 1,
+    detections    integer NOT NULL DEFAULT 0,
+    pat1          integer NOT NULL DEFAULT 0,
+    pat2          integer NOT NULL DEFAULT 0,
+    pat3          integer NOT NULL DEFAULT 0
+);
+
+CREATE TABLE IF NOT EXISTS {{ params.schema }}.y_quarantine (
+    chunk        integer NOT NULL,
+    source_line  integer,
+    reason       text NOT NULL,
+    raw          text,
+    recorded_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS y_quarantine_chunk ON {{ params.schema }}.y_quarantine (chunk);

@@ -1,0 +1,126 @@
+"""Shared fixtures: a real PostgreSQL schema per test, a real S3 endpoint (moto_server), one SparkSession."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+SAMPLE_CSV = SHARED_DATA / "banksim_transactions_first10000.csv"
+
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(condition, timeout: float = 30.0, interval: float = 0.05, what: str = "condition"):
+    """Poll `condition` until it returns a truthy value; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> str:
+    from txnwatch.db import resolve_db_url
+
+    return resolve_db_url(os.environ.get("TXNWATCH_TEST_DB_URL"))
+
+
+@pytest.fixture
+def schema(pg_server_url) -> str:
+    """A fresh schema name for one test, dropped afterwards."""
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    yield name
+    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+
+
+@pytest.fixture
+def db(pg_server_url, schema):
+    """A connection with the txnwatch tables created in the test's own schema."""
+    from txnwatch.db import connect, init_schema
+
+    conn = connect(pg_server_url, autocommit=True)
+    init_schema(conn, schema)
+    yield conn
+    conn.close()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory) -> str:
+    """A real S3 HTTP endpoint (moto_server) on a free port; AWS_* variables point at it."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    exe = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or "moto_server"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    saved = {k: os.environ.get(k) for k in
+             ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
+    os.environ.update(AWS_ENDPOINT_URL=url, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+                      AWS_DEFAULT_REGION="us-east-1")
+
+    def up() -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return True
+        except OSError:
+            return proc.poll() is not None
+
+    wait_for(up, timeout=30, what="moto_server")
+    assert proc.poll() is None, log.read_text()
+    yield url
+    proc.terminate()
+    proc.wait(10)
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint) -> str:
+    """A fresh, empty bucket on the S3 endpoint."""
+    import boto3
+
+    name = f"b-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3").create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """The one SparkSession of the test process, configured as the detection job configures it."""
+    from txnwatch.detect.spark_session import get_spark
+
+    session = get_spark(app_name="txnwatch-tests")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def sample_csv() -> Path:
+    assert SAMPLE_CSV.exists(), f"missing {SAMPLE_CSV}"
+    return SAMPLE_CSV

@@ -1,0 +1,68 @@
+"""The shared layers every mechanism stands on: storage, database DDL, CLI errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from txnwatch.db import connect, init_schema, render_sql
+from txnwatch.errors import TxnwatchError
+from txnwatch.storage import open_store
+
+
+def test_local_store_put_is_atomic_and_listable(tmp_path):
+    store = open_store(str(tmp_path / "landing"))
+    store.put("chunk_00000001/transactions.csv", b"a,b\n")
+    assert store.get("chunk_00000001/transactions.csv") == b"a,b\n"
+    assert store.list() == ["chunk_00000001/transactions.csv"]
+    assert not list((tmp_path / "landing" / "chunk_00000001").glob(".*"))
+
+
+def test_file_url_is_a_local_store(tmp_path):
+    store = open_store(f"file://{tmp_path}")
+    store.put("x.txt", b"1")
+    assert (tmp_path / "x.txt").read_bytes() == b"1"
+
+
+def test_s3_store_round_trip(s3_bucket):
+    store = open_store(f"s3://{s3_bucket}/landing")
+    store.put("chunk_00000001/transactions.csv", b"data")
+    assert store.exists("chunk_00000001/transactions.csv")
+    assert not store.exists("chunk_00000002/transactions.csv")
+    assert store.list("chunk_") == ["chunk_00000001/transactions.csv"]
+    assert store.get("chunk_00000001/transactions.csv") == b"data"
+
+
+def test_missing_bucket_is_one_clear_error(s3_endpoint):
+    with pytest.raises(TxnwatchError, match="bucket 'no-such-bucket' does not exist"):
+        open_store("s3://no-such-bucket/x")
+
+
+def test_ddl_is_idempotent(db, schema):
+    init_schema(db, schema)  # second run changes nothing and does not fail
+    tables = {r[0] for r in db.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,))}
+    assert {"merchant_txn_count", "customer_txn_stats", "detected_patterns", "x_checkpoint",
+            "y_checkpoint"} <= tables
+
+
+def test_schema_name_is_validated():
+    with pytest.raises(TxnwatchError, match="invalid schema name"):
+        render_sql("init_postgres_tables.sql", "x; DROP TABLE y")
+
+
+def test_unreachable_postgres_is_one_clear_error():
+    with pytest.raises(TxnwatchError, match="cannot connect to PostgreSQL"):
+        connect("postgresql://nobody:secret@127.0.0.1:1/none")
+
+
+def test_cli_reports_errors_in_one_line_without_password():
+    proc = subprocess.run(
+        [sys.executable, "-m", "txnwatch", "report", "--db", "postgresql://u:hunter2@127.0.0.1:1/x"],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert "cannot connect to PostgreSQL" in proc.stderr and "hunter2" not in proc.stderr

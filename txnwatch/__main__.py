@@ -1,0 +1,5 @@
+import sys
+
+from txnwatch.cli import main
+
+sys.exit(main())

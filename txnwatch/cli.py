@@ -1,0 +1,99 @@
+"""`txnwatch` command line (SPEC section 7). Each sub-command lives in its own module."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from txnwatch.db import DEFAULT_SCHEMA
+from txnwatch.errors import TxnwatchError
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="txnwatch", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def db_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--db", help="PostgreSQL URL (default: TXNWATCH_DB_URL, else 127.0.0.1:5432, "
+                                    "else an embedded server under .local/)")
+        p.add_argument("--schema", default=DEFAULT_SCHEMA, help="schema holding state and checkpoints")
+
+    p = sub.add_parser("ingest", help="Mechanism X: land the source as chunks, one per interval")
+    p.add_argument("--source", required=True, help="transactions CSV: path, file://, http(s)://, "
+                                                   "Google Drive link or id, s3://")
+    p.add_argument("--importance", required=True, help="customer importance CSV (same kinds of source)")
+    p.add_argument("--landing", required=True, help="landing zone: local folder, file:// or s3://")
+    db_args(p)
+    p.add_argument("--rows-per-chunk", type=_positive_int, default=10_000)
+    p.add_argument("--interval", type=_non_negative_float, default=1.0, help="seconds between chunks; 0 = flat out")
+    p.add_argument("--max-chunks", type=_positive_int, help="replay only the first K chunks")
+
+    p = sub.add_parser("detect", help="Mechanism Y: the Spark detection job")
+    p.add_argument("--landing", required=True)
+    p.add_argument("--output", required=True, help="where detection files go: local folder, file:// or s3://")
+    db_args(p)
+    p.add_argument("--until-end", action="store_true", help="exit 0 after the last chunk _END.json counts")
+    p.add_argument("--poll-interval", type=_non_negative_float, default=0.1, help="seconds between looks")
+    p.add_argument("--max-batch-chunks", type=_positive_int, default=16,
+                   help="when behind, process up to this many chunks in one Spark pass")
+    p.add_argument("--threshold", action="append", metavar="NAME=VALUE",
+                   help="override a rule threshold (repeatable), e.g. child_min_txns=80")
+
+    p = sub.add_parser("generate", help="write a seeded BankSim-shaped data set and its importance file")
+    p.add_argument("--rows", type=_positive_int, default=594_643)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--layout", choices=("banksim", "canonical"), default="banksim")
+    p.add_argument("--out-dir", required=True)
+
+    p = sub.add_parser("report", help="per-chunk metrics of the detection job")
+    db_args(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--plot", metavar="FILE.png", help="draw lag per chunk and detections over time")
+
+    p = sub.add_parser("airflow", help="run an Airflow CLI command against the project's local Airflow",
+                       add_help=False)
+    p.add_argument("airflow_args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    try:
+        if args.command == "ingest":
+            from txnwatch.ingest import command
+        elif args.command == "detect":
+            from txnwatch.detect.job import command
+        elif args.command == "generate":
+            from txnwatch.generate import command
+        elif args.command == "report":
+            from txnwatch.report import command
+        else:
+            from txnwatch.airflow_local import command
+        return int(command(args) or 0)
+    except TxnwatchError as e:
+        print(f"txnwatch {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"txnwatch {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
