@@ -33,7 +33,7 @@ bench: $(STAMP)
 # The wheel shipped to Databricks as the job's library.
 wheel: $(STAMP)
 	rm -rf build dist
-	$(BIN)/pip wheel --no-deps --no-build-isolation -w dist .
+	$(BIN)/pip wheel --no-deps -w dist .
 
 clean:
 	rm -rf build dist .local .pytest_cache
