@@ -1,0 +1,396 @@
+"""Mechanism X (`txnwatch ingest`): replay a transactions file as one immutable chunk per interval.
+
+The landing-zone contract is SPEC section 3. The order of each step is what makes a kill -9 safe:
+
+1. build chunk k in memory (deterministic bytes: same source, same R -> same chunk);
+2. wait until chunk k is due;
+3. put `_rejected/chunk_k.csv` (if any row was rejected), then the chunk itself (atomic);
+4. commit the x_chunks row and the x_checkpoint update in one transaction.
+
+A crash between 3 and 4 re-lands identical bytes on restart, so the landing zone never holds a
+chunk with two different contents, and the ledger never has a gap or a duplicate.
+
+`max_chunks` replays only the first K chunks and then *ends the stream*: `_END.json` is written and
+the checkpoint is marked finished, so Y flushes and stops as it would at the end of the file.
+Re-running a finished ingest (with or without a larger K) is a no-op that says so; use a new
+landing zone for a longer replay.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from txnwatch import landing as lz
+from txnwatch.db import check_schema, connect, init_schema, redact, resolve_db_url
+from txnwatch.errors import TxnwatchError
+from txnwatch.layouts import (
+    REJECTED_COLUMNS,
+    TransactionLayout,
+    importance_layout,
+    read_records,
+    transaction_layout,
+)
+from txnwatch.sources import LocalCopy, fetch
+from txnwatch.storage import Store, open_store
+
+log = logging.getLogger("txnwatch.ingest")
+IMPORTANCE_REJECTED_KEY = f"{lz.REJECTED_PREFIX}customer_importance.csv"
+
+
+@dataclass
+class IngestSummary:
+    landing: str
+    chunks_landed: int = 0  # by this run
+    rows: int = 0  # rows landed by this run
+    rejected: int = 0  # rows rejected by this run
+    last_chunk: int = 0  # the last chunk in the landing zone
+    finished: bool = False  # _END.json is written
+    already_complete: bool = False  # nothing to do: a previous run finished this landing zone
+    stopped: bool = False  # the stop event ended the run early
+    max_lag_s: float = 0.0
+
+
+@dataclass
+class Chunk:
+    k: int
+    data: bytes
+    rows: int
+    rejected: bytes | None
+    rejected_count: int
+
+
+def _csv_bytes(header: tuple[str, ...], rows: list[list[str]]) -> bytes:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buf.getvalue().encode("utf-8")
+
+
+def _open_text(copy: LocalCopy, role: str):
+    try:
+        return open(copy.path, encoding="utf-8-sig", newline="")
+    except OSError as e:
+        raise TxnwatchError(f"cannot read {role} {copy.location}: {e.strerror or e}") from None
+
+
+class ChunkReader:
+    """Cuts the source into chunks of R data-row positions; rejected rows keep their position."""
+
+    def __init__(self, copy: LocalCopy, rows_per_chunk: int) -> None:
+        self.copy = copy
+        self.rows_per_chunk = rows_per_chunk
+        self._file = _open_text(copy, "source")
+        self._records = read_records(self._file, f"source {copy.location}")
+        header = next(self._records, None)
+        if header is None:
+            raise TxnwatchError(f"source {copy.location} is empty")
+        self.layout: TransactionLayout = transaction_layout(header.fields, f"source {copy.location}")
+        self._position = 0
+        self._peeked = next(self._records, None)
+        if self._peeked is None:
+            raise TxnwatchError(f"source {copy.location} has a header but no data rows")
+
+    def close(self) -> None:
+        self._file.close()
+
+    def _next(self):
+        if self._peeked is not None:
+            rec, self._peeked = self._peeked, None
+            return rec
+        return next(self._records, None)
+
+    def skip(self, chunks: int) -> None:
+        """Move past chunks already landed (resume): they are read, not rebuilt."""
+        for _ in range(chunks * self.rows_per_chunk):
+            if self._next() is None:
+                break
+            self._position += 1
+
+    def chunks(self, first: int) -> Iterator[Chunk]:
+        k = first
+        while True:
+            rows: list[list[str]] = []
+            rejected: list[list[str]] = []
+            for _ in range(self.rows_per_chunk):
+                rec = self._next()
+                if rec is None:
+                    break
+                out = self.layout.normalise(self._position, rec.fields)
+                self._position += 1
+                if isinstance(out, str):
+                    rejected.append([str(rec.line), out, rec.raw])
+                else:
+                    rows.append(out)
+            if not rows and not rejected:
+                return
+            yield Chunk(k, _csv_bytes(lz.CANONICAL_COLUMNS, rows), len(rows),
+                        _csv_bytes(REJECTED_COLUMNS, rejected) if rejected else None, len(rejected))
+            k += 1
+
+
+def normalise_importance(copy: LocalCopy) -> tuple[bytes, bytes | None, int, int]:
+    """The canonical importance file, the rejected rows (or None), and the two row counts."""
+    name = f"importance {copy.location}"
+    with _open_text(copy, "importance") as f:
+        records = read_records(f, name)
+        header = next(records, None)
+        if header is None:
+            raise TxnwatchError(f"{name} is empty")
+        layout = importance_layout(header.fields, name)
+        rows: list[list[str]] = []
+        rejected: list[list[str]] = []
+        for rec in records:
+            out = layout.normalise(rec.fields)
+            if isinstance(out, str):
+                rejected.append([str(rec.line), out, rec.raw])
+            else:
+                rows.append(out)
+    if not rows:
+        raise TxnwatchError(f"{name} has no valid rows")
+    return (_csv_bytes(lz.IMPORTANCE_COLUMNS, rows),
+            _csv_bytes(REJECTED_COLUMNS, rejected) if rejected else None, len(rows), len(rejected))
+
+
+def _put_immutable(store: Store, key: str, data: bytes) -> bool:
+    """Put `key` unless it already holds exactly `data`; different content is never overwritten.
+
+    Returns True when the object was written now, False when it was already there.
+    """
+    if store.exists(key):
+        if store.get(key) == data:
+            return False
+        raise TxnwatchError(f"{store.uri(key)} already exists with different content; "
+                            "refusing to rewrite it (use a new landing zone for a different source)")
+    store.put(key, data)
+    return True
+
+
+def _publish_importance(store: Store, copy: LocalCopy) -> None:
+    data, rejected, n, n_rejected = normalise_importance(copy)
+    if rejected is not None:
+        _put_immutable(store, IMPORTANCE_REJECTED_KEY, rejected)
+        log.warning("importance: %d rows rejected, see %s", n_rejected, store.uri(IMPORTANCE_REJECTED_KEY))
+    if _put_immutable(store, lz.REFERENCE_KEY, data):
+        log.info("importance: published %d rows at %s", n, store.uri(lz.REFERENCE_KEY))
+
+
+class Ledger:
+    """x_checkpoint and x_chunks for one landing zone."""
+
+    def __init__(self, conn: psycopg.Connection, schema: str, landing: str) -> None:
+        self.conn = conn
+        self.s = check_schema(schema)
+        self.landing = landing
+
+    def lock(self) -> None:
+        """One ingest per landing zone: a second one would race on the same chunk numbers."""
+        got = self.conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))",
+                                (f"txnwatch-ingest:{self.s}:{self.landing}",)).fetchone()[0]
+        if not got:
+            raise TxnwatchError(f"another ingest is already writing {self.landing}")
+
+    def load(self) -> dict | None:
+        row = self.conn.execute(
+            f"SELECT source_sha256, rows_per_chunk, last_chunk, rows_landed, rejected, finished "
+            f"FROM {self.s}.x_checkpoint WHERE landing = %s", (self.landing,)).fetchone()
+        if row is None:
+            return None
+        keys = ("source_sha256", "rows_per_chunk", "last_chunk", "rows_landed", "rejected", "finished")
+        return dict(zip(keys, row, strict=True))
+
+    def create(self, source: str, sha256: str, rows_per_chunk: int) -> None:
+        self.conn.execute(
+            f"INSERT INTO {self.s}.x_checkpoint (landing, source, source_sha256, rows_per_chunk) "
+            "VALUES (%s, %s, %s, %s) ON CONFLICT (landing) DO NOTHING",
+            (self.landing, source, sha256, rows_per_chunk))
+
+    def commit_chunk(self, chunk: Chunk, landed_at: float, lag_s: float) -> None:
+        with self.conn.transaction():
+            self.conn.execute(
+                f"INSERT INTO {self.s}.x_chunks (landing, chunk, rows, rejected, landed_at, lag_s) "
+                "VALUES (%s, %s, %s, %s, %s, %s)",
+                (self.landing, chunk.k, chunk.rows, chunk.rejected_count,
+                 datetime.fromtimestamp(landed_at, UTC), lag_s))
+            cur = self.conn.execute(
+                f"UPDATE {self.s}.x_checkpoint SET last_chunk = %s, rows_landed = rows_landed + %s, "
+                "rejected = rejected + %s, updated_at = now() WHERE landing = %s AND last_chunk = %s",
+                (chunk.k, chunk.rows, chunk.rejected_count, self.landing, chunk.k - 1))
+            if cur.rowcount != 1:
+                raise TxnwatchError(
+                    f"checkpoint of {self.landing} moved under this ingest at chunk {chunk.k}")
+
+    def finish(self) -> None:
+        self.conn.execute(f"UPDATE {self.s}.x_checkpoint SET finished = true, updated_at = now() "
+                          "WHERE landing = %s", (self.landing,))
+
+
+def _check_resume(cp: dict, sha256: str, rows_per_chunk: int, landing: str) -> None:
+    if cp["rows_per_chunk"] != rows_per_chunk:
+        raise TxnwatchError(
+            f"{landing} was started with --rows-per-chunk {cp['rows_per_chunk']}, not {rows_per_chunk}; "
+            "resume with the same value or use a new landing zone")
+    if cp["source_sha256"] != sha256:
+        raise TxnwatchError(
+            f"{landing} was started from a different source file (sha256 {cp['source_sha256'][:12]}..., "
+            f"now {sha256[:12]}...); resume with the same file or use a new landing zone")
+
+
+def _write_end(store: Store, chunks: int, rows: int, rejected: int) -> None:
+    body = json.dumps({"chunks": chunks, "rows": rows, "rejected": rejected}, sort_keys=True) + "\n"
+    # The end marker is derived from the ledger, so a re-written one after a crash is identical.
+    store.put(lz.END_KEY, body.encode())
+
+
+def run_ingest(
+    source: str,
+    importance: str,
+    landing: str,
+    db_url: str,
+    schema: str = "txnwatch",
+    rows_per_chunk: int = 10_000,
+    interval: float = 1.0,
+    max_chunks: int | None = None,
+    s3_client: Any = None,
+    stop: threading.Event | None = None,
+) -> IngestSummary:
+    """Land `source` into `landing` one chunk per `interval`, resuming from the Postgres checkpoint.
+
+    `stop`, when set, ends the run cleanly between chunks (the next run resumes). Raises
+    TxnwatchError for anything the user can fix: bad source, missing bucket, unreachable database.
+    """
+    if rows_per_chunk <= 0:
+        raise TxnwatchError("rows per chunk must be positive")
+    if interval < 0:
+        raise TxnwatchError("interval must be >= 0")
+    stop = stop or threading.Event()
+    store = open_store(landing, client=s3_client)
+    summary = IngestSummary(landing=store.url)
+    conn = connect(db_url, autocommit=True)
+    try:
+        return _run(conn, store, summary, source, importance, schema, rows_per_chunk, interval,
+                    max_chunks, s3_client, stop)
+    except psycopg.Error as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise TxnwatchError(f"PostgreSQL at {redact(db_url)} failed: {first}") from None
+    finally:
+        conn.close()
+
+
+def _run(conn, store, summary, source, importance, schema, rows_per_chunk, interval, max_chunks,
+         s3_client, stop) -> IngestSummary:
+    init_schema(conn, schema)
+    ledger = Ledger(conn, schema, store.url)
+    ledger.lock()
+    src = fetch(source, s3_client)
+    cp = ledger.load()
+    if cp is not None:
+        _check_resume(cp, src.sha256, rows_per_chunk, store.url)
+        summary.last_chunk = cp["last_chunk"]
+        if cp["finished"]:
+            summary.already_complete = summary.finished = True
+            log.info("already complete: %s holds %d chunks (%d rows, %d rejected); nothing to do",
+                     store.url, cp["last_chunk"], cp["rows_landed"], cp["rejected"])
+            return summary
+    reader = ChunkReader(src, rows_per_chunk)  # validates the header before anything is published
+    try:
+        _publish_importance(store, fetch(importance, s3_client))
+        if cp is None:
+            ledger.create(src.location, src.sha256, rows_per_chunk)
+            cp = ledger.load()
+        done = cp["last_chunk"]
+        log.info("ingest %s -> %s: %s layout, R=%d, interval=%gs, %s",
+                 src.location, store.url, reader.layout.name, rows_per_chunk, interval,
+                 f"resuming after chunk {done}" if done else "starting at chunk 1")
+        reader.skip(done)
+        exhausted = _land_chunks(reader, store, ledger, summary, done, interval, max_chunks, stop)
+    finally:
+        reader.close()
+    if exhausted:
+        total = ledger.load()
+        _write_end(store, total["last_chunk"], total["rows_landed"], total["rejected"])
+        ledger.finish()
+        summary.finished = True
+        log.info("finished: %d chunks, %d rows, %d rejected in %s (this run: %d chunks, max lag %.3fs)",
+                 total["last_chunk"], total["rows_landed"], total["rejected"], store.url,
+                 summary.chunks_landed, summary.max_lag_s)
+    else:
+        log.info("stopped after chunk %d (this run: %d chunks, %d rows, %d rejected); rerun to resume",
+                 summary.last_chunk, summary.chunks_landed, summary.rows, summary.rejected)
+    return summary
+
+
+def _land_chunks(reader: ChunkReader, store: Store, ledger: Ledger, summary: IngestSummary, done: int,
+                 interval: float, max_chunks: int | None, stop: threading.Event) -> bool:
+    """Land chunks done+1, done+2, ... on schedule. True when the stream has ended."""
+    if max_chunks is not None and done >= max_chunks:
+        return True
+    start = time.monotonic()
+    first = done + 1
+    for chunk in reader.chunks(first):
+        # Due times are absolute from the start of this run, so a slow chunk does not push back
+        # the ones after it.
+        due = start + (chunk.k - first) * interval
+        delay = due - time.monotonic()
+        if delay > 0 and stop.wait(delay):
+            summary.stopped = True
+            return False
+        if stop.is_set():
+            summary.stopped = True
+            return False
+        if chunk.rejected is not None:
+            _put_immutable(store, lz.rejected_key(chunk.k), chunk.rejected)
+        key = lz.chunk_key(chunk.k)
+        if _put_immutable(store, key, chunk.data):
+            landed_at = time.time()
+        else:
+            # Landed by a run that died before its commit: the chunk became visible back then.
+            landed_at = store.mtime(key) or time.time()
+        lag = max(0.0, time.monotonic() - due) if interval > 0 else 0.0
+        ledger.commit_chunk(chunk, landed_at, lag)
+        summary.chunks_landed += 1
+        summary.rows += chunk.rows
+        summary.rejected += chunk.rejected_count
+        summary.last_chunk = chunk.k
+        summary.max_lag_s = max(summary.max_lag_s, lag)
+        log.info("chunk %d: rows=%d rejected=%d lag=%.3fs", chunk.k, chunk.rows, chunk.rejected_count, lag)
+        if max_chunks is not None and chunk.k >= max_chunks:
+            return True
+    return True
+
+
+def command(args) -> int:
+    """`txnwatch ingest`: SIGINT/SIGTERM stop cleanly between chunks."""
+    import signal
+
+    stop = threading.Event()
+    received: list[int] = []
+
+    def on_signal(signum, _frame):
+        received.append(signum)
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        summary = run_ingest(
+            source=args.source, importance=args.importance, landing=args.landing,
+            db_url=resolve_db_url(args.db), schema=args.schema, rows_per_chunk=args.rows_per_chunk,
+            interval=args.interval, max_chunks=args.max_chunks, stop=stop)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if summary.stopped and received:
+        return 128 + received[0]
+    return 0
+
