@@ -1,0 +1,160 @@
+"""Custom operators of txnwatch (loaded from Airflow's plugins folder, which Airflow puts on sys.path).
+
+- `MechanismXProducerOperator`: Mechanism X as one long-running, high-frequency producer task.
+- `LocalSparkSubmitOperator`: Mechanism Y through a local `spark-submit` of the Databricks entry script.
+
+They are thin: the logic is in `txnwatch` (ingest, orchestration.*). Neither imports pyspark.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+from txnwatch.orchestration.settings import AWS_CONN_ID, POSTGRES_CONN_ID
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def _as_optional_int(value: Any) -> int | None:
+    if value is None or str(value).strip() in ("", "None", "null"):
+        return None
+    return int(float(value))
+
+
+def _as_dict(value: Any) -> dict:
+    if not value:
+        return {}
+    if isinstance(value, dict):
+        return value
+    text = str(value).strip()
+    return json.loads(text) if text and text not in ("None", "null") else {}
+
+
+def _postgres_url(conn_id: str) -> str:
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    from txnwatch.orchestration.connections import postgres_url
+
+    return postgres_url(PostgresHook.get_connection(conn_id))
+
+
+def _s3_client(conn_id: str) -> Any:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    return S3Hook(aws_conn_id=conn_id).get_conn()
+
+
+class MechanismXProducerOperator(BaseOperator):
+    """Replays the source into the landing zone, one chunk per interval, until the source is exhausted.
+
+    Retry-safe: progress is checkpointed in Postgres with every chunk, so a retried (or killed and
+    restarted) task resumes at the next chunk; a finished replay is a no-op. `on_kill` stops the
+    producer between chunks.
+    """
+
+    template_fields: Sequence[str] = ("source", "importance", "landing", "rows_per_chunk",
+                                      "interval_seconds", "max_chunks", "schema")
+    ui_color = "#e8f4fd"
+
+    def __init__(self, *, source: str, importance: str, landing: str, rows_per_chunk: Any = 10_000,
+                 interval_seconds: Any = 1.0, max_chunks: Any = None, schema: str = "txnwatch",
+                 postgres_conn_id: str = POSTGRES_CONN_ID, aws_conn_id: str = AWS_CONN_ID,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.source = source
+        self.importance = importance
+        self.landing = landing
+        self.rows_per_chunk = rows_per_chunk
+        self.interval_seconds = interval_seconds
+        self.max_chunks = max_chunks
+        self.schema = schema
+        self.postgres_conn_id = postgres_conn_id
+        self.aws_conn_id = aws_conn_id
+        self._stop = threading.Event()
+
+    def execute(self, context: Any) -> dict:
+        from dataclasses import asdict, is_dataclass
+
+        from txnwatch.ingest import run_ingest
+        from txnwatch.orchestration.connections import uses_s3
+
+        s3_client = (_s3_client(self.aws_conn_id)
+                     if uses_s3(self.source, self.importance, self.landing) else None)
+        self.log.info("Mechanism X: %s -> %s (%s rows per chunk, every %ss, schema %s)", self.source,
+                      self.landing, self.rows_per_chunk, self.interval_seconds, self.schema)
+        summary = run_ingest(
+            source=self.source, importance=self.importance, landing=self.landing,
+            db_url=_postgres_url(self.postgres_conn_id), schema=self.schema,
+            rows_per_chunk=int(self.rows_per_chunk), interval=float(self.interval_seconds),
+            max_chunks=_as_optional_int(self.max_chunks), s3_client=s3_client, stop=self._stop)
+        result = asdict(summary) if is_dataclass(summary) else dict(vars(summary))
+        self.log.info("Mechanism X done: %s", result)
+        if result.get("stopped") and not result.get("finished"):
+            raise RuntimeError("Mechanism X was stopped before the source was exhausted")
+        return {k: v for k, v in result.items() if isinstance(v, int | float | bool | str | None)}
+
+    def on_kill(self) -> None:
+        self.log.info("Stopping Mechanism X after the current chunk")
+        self._stop.set()
+
+
+class LocalSparkSubmitOperator(BaseOperator):
+    """Runs the Mechanism Y entry script with the venv's `spark-submit`, as Databricks would run it.
+
+    The database URL goes to the job in the TXNWATCH_DB_URL environment variable (never argv); S3
+    credentials of the AWS connection likewise. `on_kill` stops the whole spark-submit process group.
+    """
+
+    template_fields: Sequence[str] = ("landing", "output_location", "schema", "until_end", "thresholds")
+    ui_color = "#fdf2e8"
+
+    def __init__(self, *, landing: str, output_location: str, schema: str = "txnwatch", until_end: Any = True,
+                 thresholds: Any = None, postgres_conn_id: str = POSTGRES_CONN_ID,
+                 aws_conn_id: str = AWS_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.landing = landing
+        self.output_location = output_location
+        self.schema = schema
+        self.until_end = until_end
+        self.thresholds = thresholds
+        self.postgres_conn_id = postgres_conn_id
+        self.aws_conn_id = aws_conn_id
+        self._process = None
+
+    def execute(self, context: Any) -> int:
+        from txnwatch.orchestration.connections import aws_env, uses_s3
+        from txnwatch.orchestration.local_spark import (
+            SparkSubmitProcess,
+            spark_submit_command,
+            spark_submit_env,
+        )
+        from txnwatch.orchestration.settings import REPO_ROOT
+
+        extra_env: dict[str, str] = {}
+        if uses_s3(self.landing, self.output_location):
+            from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+            extra_env = aws_env(S3Hook.get_connection(self.aws_conn_id))
+        cmd = spark_submit_command(self.landing, self.output_location, self.schema, _as_bool(self.until_end),
+                                   _as_dict(self.thresholds))
+        env = spark_submit_env(_postgres_url(self.postgres_conn_id), extra_env)
+        self.log.info("spark-submit: %s", " ".join(cmd))
+        self._process = SparkSubmitProcess(cmd, env, cwd=REPO_ROOT)
+        code = self._process.run(lambda line: self.log.info("%s", line))
+        if code != 0:
+            raise RuntimeError(f"spark-submit exited with code {code}")
+        return code
+
+    def on_kill(self) -> None:
+        if self._process is not None:
+            self.log.info("Stopping spark-submit")
+            self._process.stop()

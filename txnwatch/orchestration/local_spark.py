@@ -1,0 +1,103 @@
+"""The local runner of Mechanism Y: `spark-submit` of the same entry script Databricks runs.
+
+The database URL reaches the job through the environment (TXNWATCH_DB_URL), never argv, so it shows up
+neither in the process list nor in Airflow's logs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from txnwatch.orchestration.databricks import detect_parameters
+from txnwatch.orchestration.settings import DETECT_ENTRY_SCRIPT
+
+
+def spark_submit_executable() -> str:
+    """pyspark's bin/spark-submit installed next to this interpreter (the project's venv)."""
+    candidate = Path(sys.executable).parent / "spark-submit"
+    if candidate.exists():
+        return str(candidate)
+    import importlib.util
+
+    spec = importlib.util.find_spec("pyspark")
+    if spec and spec.origin:
+        bundled = Path(spec.origin).parent / "bin" / "spark-submit"
+        if bundled.exists():
+            return str(bundled)
+    return "spark-submit"
+
+
+def spark_submit_command(landing: str, output: str, schema: str, until_end: bool = True,
+                         thresholds: dict | None = None, max_batch_chunks: int | None = None,
+                         master: str | None = None, entry_script: str | Path = DETECT_ENTRY_SCRIPT,
+                         packages: str | None = None) -> list[str]:
+    master = master or os.environ.get("TXNWATCH_SPARK_MASTER", "local[2]")
+    cmd = [spark_submit_executable(), "--master", master,
+           "--conf", "spark.ui.enabled=false", "--conf", f"spark.pyspark.python={sys.executable}",
+           "--conf", f"spark.pyspark.driver.python={sys.executable}"]
+    packages = packages or os.environ.get("TXNWATCH_SPARK_PACKAGES")
+    if packages:
+        cmd += ["--packages", packages]
+    cmd.append(str(entry_script))
+    cmd += detect_parameters(landing, output, schema, until_end, thresholds, max_batch_chunks)
+    return cmd
+
+
+def spark_submit_env(db_url: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    from txnwatch.javaenv import ensure_java
+
+    ensure_java()
+    env = dict(os.environ)
+    env.update(extra or {})
+    env["TXNWATCH_DB_URL"] = db_url
+    env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    env["PYSPARK_PYTHON"] = sys.executable
+    env["PYSPARK_DRIVER_PYTHON"] = sys.executable
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+class SparkSubmitProcess:
+    """One spark-submit in its own process group: streams its output, can be stopped as a whole."""
+
+    def __init__(self, cmd: list[str], env: dict[str, str], cwd: str | Path | None = None) -> None:
+        self.cmd = cmd
+        self.env = env
+        self.cwd = cwd
+        self.proc: subprocess.Popen | None = None
+        self._lock = threading.Lock()
+        self.stopped = False
+
+    def run(self, on_line: Callable[[str], None]) -> int:
+        with self._lock:
+            if self.stopped:
+                return -signal.SIGTERM
+            self.proc = subprocess.Popen(self.cmd, env=self.env, cwd=self.cwd, stdout=subprocess.PIPE,
+                                         stderr=subprocess.STDOUT, text=True, bufsize=1,
+                                         start_new_session=True)
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            on_line(line.rstrip("\n"))
+        return self.proc.wait()
+
+    def stop(self, grace: float = 20.0) -> None:
+        """SIGTERM the process group, then SIGKILL after `grace` seconds."""
+        with self._lock:
+            self.stopped = True
+            proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        except ProcessLookupError:
+            pass

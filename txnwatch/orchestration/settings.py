@@ -1,0 +1,99 @@
+"""Names and defaults of the orchestration layer: connection ids, folders, DAG ids, Databricks config.
+
+Everything is read from the environment so that a deployment can rename a connection or move a folder
+without editing code. Reading environment variables is not I/O: DAG files may import this at parse time.
+Databricks settings are read at run time only (`databricks_config`), from the environment or Airflow
+Variables.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SQL_DIR = REPO_ROOT / "sql"
+SPARK_JOBS_DIR = REPO_ROOT / "spark_jobs"
+DETECT_ENTRY_SCRIPT = SPARK_JOBS_DIR / "detect_job.py"
+
+X_DAG_ID = "mechanism_x_ingest"
+Y_DAG_ID = "mechanism_y_detect"
+
+POSTGRES_CONN_ID = os.environ.get("TXNWATCH_POSTGRES_CONN_ID", "postgres_default")
+AWS_CONN_ID = os.environ.get("TXNWATCH_AWS_CONN_ID", "aws_default")
+DATABRICKS_CONN_ID = os.environ.get("TXNWATCH_DATABRICKS_CONN_ID", "databricks_default")
+
+# Where data lives by default: `<repo>/.local` locally, a mounted folder in docker-compose.
+DATA_DIR = Path(os.environ.get("TXNWATCH_DATA_DIR", str(REPO_ROOT / ".local")))
+DEFAULT_SOURCE = os.environ.get("TXNWATCH_SOURCE", str(DATA_DIR / "data" / "transactions.csv"))
+DEFAULT_IMPORTANCE = os.environ.get("TXNWATCH_IMPORTANCE", str(DATA_DIR / "data" / "customer_importance.csv"))
+DEFAULT_LANDING = os.environ.get("TXNWATCH_LANDING", str(DATA_DIR / "landing"))
+DEFAULT_OUTPUT = os.environ.get("TXNWATCH_OUTPUT", str(DATA_DIR / "output"))
+DEFAULT_SCHEMA = os.environ.get("TXNWATCH_SCHEMA", "txnwatch")
+
+# Long-running tasks: bounded so a stuck run fails instead of holding the slot forever.
+PRODUCER_TIMEOUT_S = int(os.environ.get("TXNWATCH_PRODUCER_TIMEOUT_S", str(4 * 3600)))
+DETECT_TIMEOUT_S = int(os.environ.get("TXNWATCH_DETECT_TIMEOUT_S", str(4 * 3600)))
+SENSOR_TIMEOUT_S = int(os.environ.get("TXNWATCH_SENSOR_TIMEOUT_S", str(3600)))
+SENSOR_POKE_S = float(os.environ.get("TXNWATCH_SENSOR_POKE_S", "2"))
+
+# Databricks: whether the submit operator defers to the triggerer while the run is going.
+DATABRICKS_DEFERRABLE = os.environ.get("TXNWATCH_DATABRICKS_DEFERRABLE", "0").lower() in ("1", "true", "yes")
+DATABRICKS_POLL_S = int(os.environ.get("TXNWATCH_DATABRICKS_POLL_S", "30"))
+
+
+def _truthy(value: str | None) -> bool:
+    return str(value).lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class DatabricksConfig:
+    """Where the job runs on Databricks. None of these values is a secret."""
+
+    entry_script: str = "dbfs:/txnwatch/spark_jobs/detect_job.py"
+    wheel: str = "dbfs:/txnwatch/dist/txnwatch-0.1.0-py3-none-any.whl"
+    existing_cluster_id: str | None = None
+    spark_version: str = "16.4.x-scala2.13"
+    node_type_id: str = "i3.xlarge"
+    num_workers: int = 1
+    secret_scope: str = "txnwatch"
+    db_url_secret_key: str = "db_url"
+    aws_access_key_secret_key: str | None = None
+    aws_secret_key_secret_key: str | None = None
+    instance_profile_arn: str | None = None
+    timeout_seconds: int = 4 * 3600
+    extra_spark_conf: dict = field(default_factory=dict)
+
+
+_DATABRICKS_KEYS = {
+    "entry_script": "TXNWATCH_DATABRICKS_ENTRY_SCRIPT",
+    "wheel": "TXNWATCH_DATABRICKS_WHEEL",
+    "existing_cluster_id": "TXNWATCH_DATABRICKS_CLUSTER_ID",
+    "spark_version": "TXNWATCH_DATABRICKS_SPARK_VERSION",
+    "node_type_id": "TXNWATCH_DATABRICKS_NODE_TYPE",
+    "num_workers": "TXNWATCH_DATABRICKS_NUM_WORKERS",
+    "secret_scope": "TXNWATCH_DATABRICKS_SECRET_SCOPE",
+    "db_url_secret_key": "TXNWATCH_DATABRICKS_DB_URL_SECRET",
+    "aws_access_key_secret_key": "TXNWATCH_DATABRICKS_AWS_KEY_ID_SECRET",
+    "aws_secret_key_secret_key": "TXNWATCH_DATABRICKS_AWS_SECRET_SECRET",
+    "instance_profile_arn": "TXNWATCH_DATABRICKS_INSTANCE_PROFILE",
+    "timeout_seconds": "TXNWATCH_DATABRICKS_TIMEOUT_S",
+}
+
+
+def databricks_config(get_variable=None) -> DatabricksConfig:
+    """The Databricks settings, read at run time.
+
+    Each setting comes from the environment variable named in `_DATABRICKS_KEYS`, else from the Airflow
+    Variable of the same name in lower case (when `get_variable(name, default)` is given), else the default.
+    """
+    values: dict = {}
+    for attr, env in _DATABRICKS_KEYS.items():
+        raw = os.environ.get(env)
+        if raw is None and get_variable is not None:
+            raw = get_variable(env.lower(), None)
+        if raw is None or raw == "":
+            continue
+        values[attr] = int(raw) if attr in ("num_workers", "timeout_seconds") else raw
+    return DatabricksConfig(**values)

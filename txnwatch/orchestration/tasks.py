@@ -1,0 +1,82 @@
+"""Run-time glue of the DAG tasks: hooks and connections in, txnwatch functions out.
+
+Imported inside task callables only (never at DAG parse time), and never imports pyspark.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from txnwatch.orchestration.connections import postgres_url, uses_s3
+
+log = logging.getLogger(__name__)
+
+
+def s3_client_for(aws_conn_id: str) -> Any:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    return S3Hook(aws_conn_id=aws_conn_id).get_conn()
+
+
+def db_url_for(postgres_conn_id: str) -> str:
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    return postgres_url(PostgresHook.get_connection(postgres_conn_id))
+
+
+def publish_importance_file(importance: str, landing: str, aws_conn_id: str) -> str:
+    """Publish the normalised importance file with Mechanism X's own helper; returns its URI."""
+    from txnwatch import ingest
+    from txnwatch.landing import REFERENCE_KEY
+    from txnwatch.sources import fetch
+    from txnwatch.storage import open_store
+
+    client = s3_client_for(aws_conn_id) if uses_s3(importance, landing) else None
+    store = open_store(landing, client=client)
+    # Mechanism X's own publisher: immutable key, so the producer's publication later is a no-op.
+    ingest._publish_importance(store, fetch(importance, client))
+    return store.uri(REFERENCE_KEY)
+
+
+def landing_ready_via_connection(landing: str, aws_conn_id: str) -> bool:
+    from txnwatch.orchestration.checks import landing_ready
+
+    return landing_ready(landing, s3_client_for(aws_conn_id) if uses_s3(landing) else None)
+
+
+def databricks_payload_for_run(params: dict, dag_id: str, run_id: str, task_id: str) -> dict:
+    """The runs/submit JSON for this DAG run, from configuration read now (env, Airflow Variables)."""
+    from airflow.sdk import Variable
+
+    from txnwatch.orchestration.databricks import build_submit_payload, idempotency_token
+    from txnwatch.orchestration.settings import databricks_config
+
+    def get_variable(name: str, default: Any) -> Any:
+        try:
+            return Variable.get(name, default)
+        except Exception:  # no Variable backend reachable: configuration comes from the environment
+            return default
+
+    cfg = databricks_config(get_variable)
+    token = idempotency_token(dag_id, run_id, task_id)
+    payload = build_submit_payload(cfg=cfg, landing=params["landing"], output=params["output"],
+                                   schema=params["schema"], token=token,
+                                   run_name=f"txnwatch-detect {run_id}"[:100],
+                                   until_end=bool(params.get("until_end", True)),
+                                   thresholds=params.get("thresholds") or {})
+    log.info("Databricks payload (secret references only): %s", payload)
+    return payload
+
+
+def report_via_connection(postgres_conn_id: str, schema: str) -> dict:
+    """`collect_report` over a connection built from the Airflow Postgres connection; logs the summary."""
+    from txnwatch.db import connect
+    from txnwatch.orchestration.summary import format_summary
+    from txnwatch.report import collect_report
+
+    with connect(db_url_for(postgres_conn_id)) as conn:
+        report = collect_report(conn, schema)
+    for line in format_summary(report).splitlines():
+        log.info("%s", line)
+    return report
