@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS {{ params.schema }}.customer_txn_stats (
     customer_id    text NOT NULL,
     merchant_id    text NOT NULL,
     txn_count      bigint NOT NULL,
-    amount_sum     numeric(20, 2) NOT NULL,
+    amount_sum     numeric(38, 10) NOT NULL,  -- exact: the CHILD rule compares the mean amount
     customer_name  text NOT NULL,
     PRIMARY KEY (merchant_id, customer_id)
 );

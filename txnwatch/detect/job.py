@@ -1,0 +1,255 @@
+"""Mechanism Y: poll the landing zone, run each batch of chunks through Spark, commit, write files.
+
+One batch is normally one chunk; when the job is behind it takes up to `max_batch_chunks` landed
+chunks at once (the rules are evaluated as of each chunk, so the detections do not change).
+
+Per batch: one Spark job reads, validates and aggregates the chunks (collected as Arrow: a few
+thousand rows); inside one Postgres transaction the driver stages those deltas, reads the prior state
+of the touched merchants, hands it to a second Spark job that evaluates the rules, drops matches
+already reported, and commits state, detections, metrics and checkpoint together. Files are written
+after the commit (see output.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from txnwatch.config import Thresholds
+from txnwatch.db import connect, init_schema, redact, resolve_db_url
+from txnwatch.detect import state
+from txnwatch.detect.faults import fault
+from txnwatch.detect.output import write_pending
+from txnwatch.detect.reader import read_deltas, read_importance
+from txnwatch.detect.rules import PATTERNS, PRIOR_GENDER_SCHEMA, PRIOR_MERCHANT_SCHEMA, PRIOR_STATS_SCHEMA, evaluate
+from txnwatch.detect.weights import compute_weights, empty_weights
+from txnwatch.errors import TxnwatchError
+from txnwatch.landing import END_KEY, chunk_key
+from txnwatch.storage import Store, open_store
+
+log = logging.getLogger("txnwatch.detect")
+
+DELTA_COLUMNS = ["chunk", "customer_id", "merchant_id", "n", "s", "name", "has_f", "has_m"]
+
+
+@dataclass
+class DetectSummary:
+    chunks: int = 0
+    rows: int = 0
+    quarantined_rows: int = 0
+    quarantined_chunks: int = 0
+    detections: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PATTERNS, 0))
+    files_written: int = 0
+    last_chunk: int = 0
+    finished: bool = False
+    lags: list[float] = field(default_factory=list)
+
+
+def _read_end(store: Store) -> int | None:
+    if not store.exists(END_KEY):
+        return None
+    try:
+        return int(json.loads(store.get(END_KEY))["chunks"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise TxnwatchError(f"{store.uri(END_KEY)} is not valid: {e}") from None
+
+
+def _probe(store: Store, first: int, limit: int) -> list[int]:
+    """The consecutive landed chunks from `first`, at most `limit`."""
+    found = []
+    for k in range(first, first + limit):
+        if not store.exists(chunk_key(k)):
+            break
+        found.append(k)
+    return found
+
+
+class _Batcher:
+    def __init__(self, spark, conn, schema: str, landing: Store, th: Thresholds, y_start: datetime) -> None:
+        self.spark, self.conn, self.schema, self.landing, self.th = spark, conn, schema, landing, th
+        self.y_start = y_start
+        self._weights = None
+
+    @property
+    def weights(self):
+        # Loaded at the first batch (X publishes the reference before chunk 1), then reused all run.
+        if self._weights is None:
+            importance = read_importance(self.spark, self.landing)
+            if importance is None:
+                self._weights = empty_weights(self.spark)
+            else:
+                self._weights = compute_weights(importance).cache()
+                log.info("weights for %d (customer, merchant) keys", self._weights.count())
+        return self._weights
+
+    def run(self, chunks: list[int], summary: DetectSummary) -> None:
+        spark, conn, schema, th = self.spark, self.conn, self.schema, self.th
+        collected, reads = read_deltas(spark, self.landing, chunks)
+        if collected is None:
+            collected = pa.table({"kind": pa.array([], pa.string())})
+            deltas = None
+        else:
+            deltas = collected.filter(pc.equal(collected["kind"], "d")).select(DELTA_COLUMNS)
+        bad = (collected.filter(pc.equal(collected["kind"], "q")).to_pylist()
+               if "reason" in collected.column_names else [])
+        quarantine = [(r["chunk"], r["line"], r["reason"], r["raw"]) for r in bad]
+        quarantine += [(r.chunk, None, r.unreadable, None) for r in reads if r.unreadable]
+        fault("after_spark_read")
+
+        with conn.transaction():
+            if not state.begin_batch(conn, schema, chunks[0]):
+                log.warning("chunks %d-%d already committed: skipped", chunks[0], chunks[-1])
+                return
+            staged = deltas if deltas is not None else pa.table(
+                {c: pa.array([], t) for c, t in [("chunk", pa.int32()), ("customer_id", pa.string()),
+                                                  ("merchant_id", pa.string()), ("n", pa.int64()),
+                                                  ("s", pa.decimal128(38, 10)), ("name", pa.string()),
+                                                  ("has_f", pa.bool_()), ("has_m", pa.bool_())]})
+            state.stage_deltas(conn, staged)
+            matches: list[state.Detection] = []
+            if staged.num_rows:
+                prior = state.read_prior(conn, schema, th.upgrade_min_merchant_txns)
+                result = evaluate(spark.createDataFrame(staged),
+                                  spark.createDataFrame(prior.stats, PRIOR_STATS_SCHEMA),
+                                  spark.createDataFrame(prior.merchants, PRIOR_MERCHANT_SCHEMA),
+                                  spark.createDataFrame(prior.gender, PRIOR_GENDER_SCHEMA),
+                                  self.weights, th).toArrow()
+                matches = [state.Detection(**r) for r in result.to_pylist()]
+            fault("after_spark_rules")
+            detection_time = datetime.now(UTC)
+            fresh = state.new_detections(conn, schema, matches)
+
+            rows = {k: 0 for k in chunks}
+            if staged.num_rows:
+                for k, n in zip(staged["chunk"].to_pylist(), staged["n"].to_pylist(), strict=True):
+                    rows[k] += n
+            landed = state.landed_times(conn, schema, self.landing.url, chunks)
+            metrics = []
+            for k in chunks:
+                at = landed.get(k)
+                if at is None:  # an outside producer: the object's time is the best we have
+                    mt = self.landing.mtime(chunk_key(k))
+                    at = datetime.fromtimestamp(mt, UTC) if mt is not None else None
+                pat = dict.fromkeys(PATTERNS, 0)
+                for d in fresh:
+                    if d.chunk == k:
+                        pat[d.pattern_id] += 1
+                metrics.append(state.ChunkMetrics(k, rows[k], sum(1 for q in quarantine if q[0] == k), at, pat))
+            committed_at = datetime.now(UTC)
+            state.commit_batch(conn, schema, chunks[-1], fresh, detection_time, self.y_start, metrics,
+                               quarantine, len(chunks), committed_at)
+            fault("before_commit")
+        fault("after_commit")
+
+        for m in metrics:
+            lag = (committed_at - m.landed_at).total_seconds() if m.landed_at else None
+            if lag is not None:
+                summary.lags.append(lag)
+            summary.rows += m.rows
+            summary.quarantined_rows += m.quarantined
+            for p, v in m.pat.items():
+                summary.detections[p] += v
+            log.info("chunk %d: %d rows, %d quarantined, new %s, lag %s%s", m.chunk, m.rows, m.quarantined,
+                     " ".join(f"{p}={v}" for p, v in m.pat.items()),
+                     f"{lag:.3f}s" if lag is not None else "n/a",
+                     f" (batch {chunks[0]}-{chunks[-1]})" if len(chunks) > 1 else "")
+        summary.chunks += len(chunks)
+        summary.quarantined_chunks += sum(1 for r in reads if r.unreadable)
+        summary.last_chunk = chunks[-1]
+
+
+def run_detect(landing: str, output: str, db_url: str, schema: str = "txnwatch", until_end: bool = False,
+               poll_interval: float = 0.1, max_batch_chunks: int = 16, thresholds: Thresholds | None = None,
+               spark=None, s3_client=None, stop: threading.Event | None = None) -> DetectSummary:
+    """Run Mechanism Y until `stop` is set (or, with until_end, the last chunk is processed)."""
+    th = thresholds or Thresholds()
+    stop = stop or threading.Event()
+    landing_store = open_store(landing, client=s3_client)
+    output_store = open_store(output, client=s3_client)
+    conn = connect(db_url, autocommit=True)
+    summary = DetectSummary()
+    try:
+        init_schema(conn, schema)
+        state.acquire_job_lock(conn, schema)
+        last, finished = state.ensure_checkpoint(conn, schema, landing_store.url, output_store.url)
+        summary.last_chunk, summary.finished = last, finished
+        y_start = datetime.now(UTC)
+        if spark is None:
+            from txnwatch.detect.spark_session import get_spark
+
+            spark = get_spark()
+        log.info("detect: landing %s, output %s, db %s schema %s, resuming after chunk %d",
+                 landing_store.url, output_store.url, redact(db_url), schema, last)
+        # A crash between commit and file write leaves groups unwritten: repair them first.
+        summary.files_written += write_pending(conn, schema, output_store, final=finished)
+        batcher = _Batcher(spark, conn, schema, landing_store, th, y_start)
+        end_chunks: int | None = None
+        while not stop.is_set():
+            limit = max_batch_chunks
+            if end_chunks is not None:
+                limit = min(limit, end_chunks - last)
+            chunks = _probe(landing_store, last + 1, limit) if limit > 0 else []
+            if chunks:
+                batcher.run(chunks, summary)
+                last = chunks[-1]
+                summary.files_written += write_pending(conn, schema, output_store, final=False)
+                continue
+            if end_chunks is None:
+                end_chunks = _read_end(landing_store)
+                if end_chunks is not None and end_chunks > last:
+                    continue  # probe again now that the end is known
+            if end_chunks is not None and last >= end_chunks:
+                if not finished:
+                    summary.files_written += write_pending(conn, schema, output_store, final=True)
+                    state.mark_finished(conn, schema)
+                    finished = summary.finished = True
+                    log.info("processed the last chunk (%d) that %s counts; output flushed", end_chunks, END_KEY)
+                if until_end:
+                    break
+            stop.wait(poll_interval)
+    finally:
+        conn.close()
+    _log_summary(summary)
+    return summary
+
+
+def _log_summary(s: DetectSummary) -> None:
+    lags = sorted(s.lags)
+
+    def pct(q: float) -> str:
+        if not lags:
+            return "n/a"
+        import statistics
+
+        return f"{statistics.quantiles(lags, n=100, method='inclusive')[int(q) - 1]:.3f}s" if len(lags) > 1 \
+            else f"{lags[0]:.3f}s"
+
+    log.info("summary: %d chunks, %d rows, %d rows and %d chunks quarantined, detections %s, %d files, "
+             "last chunk %d%s, lag p50 %s p95 %s", s.chunks, s.rows, s.quarantined_rows, s.quarantined_chunks,
+             " ".join(f"{p}={v}" for p, v in s.detections.items()), s.files_written, s.last_chunk,
+             " (finished)" if s.finished else "", pct(50), pct(95))
+
+
+def command(args) -> int:
+    stop = threading.Event()
+
+    def on_term(signum, frame):  # Airflow and Databricks stop a task with SIGTERM: finish the batch, exit.
+        log.info("signal %d: stopping after the current batch", signum)
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_term)
+    started = time.monotonic()
+    run_detect(args.landing, args.output, resolve_db_url(args.db), args.schema, until_end=args.until_end,
+               poll_interval=args.poll_interval, max_batch_chunks=args.max_batch_chunks,
+               thresholds=Thresholds.from_overrides(args.threshold), stop=stop)
+    log.info("detect finished in %.1fs", time.monotonic() - started)
+    return 0

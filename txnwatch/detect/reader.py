@@ -1,0 +1,256 @@
+"""Reading landed chunks and the importance file into Spark, and validating their rows.
+
+Locally (and with `TXNWATCH_SPARK_NATIVE_S3=1`, e.g. on Databricks) Spark reads the CSV itself. For
+`s3://` on a machine without the hadoop-aws jars the driver fetches the object with boto3, parses it
+with the csv module and hands Spark an Arrow table: a chunk is ~1 MB, so this costs little and keeps
+one code path for everything after the read.
+
+Whatever the path, a chunk becomes one DataFrame with the canonical columns as strings plus `chunk`,
+`_line` (1-based line in the file, header = line 1) and `_corrupt_record` (the raw text of a row with
+the wrong number of fields). Validation and aggregation are then the same Spark code.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from txnwatch.landing import CANONICAL_COLUMNS, IMPORTANCE_COLUMNS, REFERENCE_KEY, chunk_key
+from txnwatch.storage import S3Store, Store
+
+log = logging.getLogger("txnwatch.detect")
+
+CORRUPT = "_corrupt_record"
+AMOUNT_TYPE = T.DecimalType(38, 10)
+_HEADER_PROBE_BYTES = 65536
+# monotonically_increasing_id() puts the partition index above bit 33; a chunk file is one partition.
+_ROW_MASK = (1 << 33) - 1
+
+RAW_SCHEMA = T.StructType(
+    [T.StructField(c, T.StringType()) for c in CANONICAL_COLUMNS] + [T.StructField(CORRUPT, T.StringType())]
+)
+IMPORTANCE_SCHEMA = T.StructType([T.StructField(c, T.StringType()) for c in IMPORTANCE_COLUMNS])
+
+# What the delta action returns: per (chunk, customer, merchant) aggregates ("d" rows) and rejected
+# rows ("q" rows) in one result, so one Spark job serves both.
+DELTA_SCHEMA = T.StructType([
+    T.StructField("kind", T.StringType(), False),
+    T.StructField("chunk", T.IntegerType(), False),
+    T.StructField("customer_id", T.StringType()),
+    T.StructField("merchant_id", T.StringType()),
+    T.StructField("n", T.LongType()),
+    T.StructField("s", AMOUNT_TYPE),
+    T.StructField("name", T.StringType()),
+    T.StructField("has_f", T.BooleanType()),
+    T.StructField("has_m", T.BooleanType()),
+    T.StructField("line", T.LongType()),
+    T.StructField("reason", T.StringType()),
+    T.StructField("raw", T.StringType()),
+])
+
+
+def native_s3() -> bool:
+    return os.environ.get("TXNWATCH_SPARK_NATIVE_S3", "") in ("1", "true", "yes")
+
+
+def s3a_path(bucket: str, object_key: str) -> str:
+    """The Hadoop s3a URI of an S3 object (what Spark reads natively on Databricks or with hadoop-aws)."""
+    return f"s3a://{bucket}/{object_key.lstrip('/')}"
+
+
+def spark_path(store: Store, key: str) -> str | None:
+    """Where Spark can read `key` itself, or None when the driver must fetch the bytes."""
+    local = store.local_path(key)
+    if local is not None:
+        return local
+    if isinstance(store, S3Store) and native_s3():
+        return s3a_path(store.bucket, store._key(key))
+    return None
+
+
+class ChunkUnreadable(Exception):
+    """The whole chunk cannot be used: wrong header, not text, empty object. Quarantined as one entry."""
+
+
+def _head_bytes(store: Store, key: str) -> bytes:
+    local = store.local_path(key)
+    if local is not None:
+        with open(local, "rb") as f:
+            return f.read(_HEADER_PROBE_BYTES)
+    if isinstance(store, S3Store):
+        obj = store.client.get_object(Bucket=store.bucket, Key=store._key(key),
+                                      Range=f"bytes=0-{_HEADER_PROBE_BYTES - 1}")
+        return obj["Body"].read()
+    return store.get(key)[:_HEADER_PROBE_BYTES]
+
+
+def _check_header(data: bytes, expected: tuple[str, ...], what: str) -> None:
+    if not data:
+        raise ChunkUnreadable(f"empty object: {what} has no header")
+    first = data.split(b"\n", 1)[0]
+    try:
+        text = first.decode("utf-8").lstrip("\ufeff").rstrip("\r")
+    except UnicodeDecodeError:
+        raise ChunkUnreadable(f"unreadable: {what} is not UTF-8 text") from None
+    header = tuple(next(csv.reader([text]), []))
+    if header != expected:
+        raise ChunkUnreadable(f"wrong header in {what}: expected {','.join(expected)}, got {text[:200]!r}")
+
+
+def check_chunk_header(store: Store, k: int) -> None:
+    """Raise ChunkUnreadable unless chunk k starts with the canonical header."""
+    key = chunk_key(k)
+    try:
+        data = _head_bytes(store, key)
+    except ChunkUnreadable:
+        raise
+    except Exception as e:  # noqa: BLE001 - any storage failure makes this one chunk unusable
+        raise ChunkUnreadable(f"unreadable: {store.uri(key)}: {e}") from None
+    _check_header(data, CANONICAL_COLUMNS, store.uri(key))
+
+
+def _parse_on_driver(data: bytes, columns: tuple[str, ...], what: str) -> pa.Table:
+    """CSV bytes -> Arrow table of strings (+ `_line`, `_corrupt_record`), for stores Spark cannot read."""
+    _check_header(data, columns, what)
+    try:
+        text = data.decode("utf-8").lstrip("\ufeff")
+    except UnicodeDecodeError:
+        raise ChunkUnreadable(f"unreadable: {what} is not UTF-8 text") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    next(reader)
+    cols: list[list[str | None]] = [[] for _ in columns]
+    lines: list[int] = []
+    corrupt: list[str | None] = []
+    width = len(columns)
+    for rec in reader:
+        if not rec:  # blank line: Spark skips these too
+            continue
+        lines.append(reader.line_num)
+        if len(rec) == width:
+            for i, v in enumerate(rec):
+                cols[i].append(v)
+            corrupt.append(None)
+        else:
+            for i in range(width):
+                cols[i].append(rec[i] if i < len(rec) else None)
+            corrupt.append(",".join(rec))
+    arrays = {c: pa.array(v, pa.string()) for c, v in zip(columns, cols, strict=True)}
+    arrays[CORRUPT] = pa.array(corrupt, pa.string())
+    arrays["_line"] = pa.array(lines, pa.int64())
+    return pa.table(arrays)
+
+
+def read_chunk(spark: SparkSession, store: Store, k: int) -> DataFrame:
+    """Chunk k as a DataFrame (header already checked for native reads; raises ChunkUnreadable)."""
+    key = chunk_key(k)
+    path = spark_path(store, key)
+    if path is not None:
+        check_chunk_header(store, k)
+        df = (spark.read.schema(RAW_SCHEMA)
+              .option("header", True).option("mode", "PERMISSIVE")
+              .option("columnNameOfCorruptRecord", CORRUPT)
+              # Keep "" as "" (not null): an empty name is a value, an empty id is a reason to reject.
+              .option("nullValue", "\u0000").option("emptyValue", "")
+              .csv(path))
+        # One small file is one partition, so the row number within it is the low bits of the id.
+        df = df.withColumn("_line", (F.monotonically_increasing_id().bitwiseAND(F.lit(_ROW_MASK)) + 2))
+    else:
+        try:
+            data = store.get(key)
+        except Exception as e:  # noqa: BLE001
+            raise ChunkUnreadable(f"unreadable: {store.uri(key)}: {e}") from None
+        df = spark.createDataFrame(_parse_on_driver(data, CANONICAL_COLUMNS, store.uri(key)))
+    return df.withColumn("chunk", F.lit(k).cast("int"))
+
+
+def _blank(c: Column) -> Column:
+    return c.isNull() | (F.trim(c) == "")
+
+
+def chunk_deltas(raw: DataFrame) -> DataFrame:
+    """Validated rows aggregated per (chunk, customer, merchant), plus the rejected rows, in DELTA_SCHEMA.
+
+    The customer's name is the greatest non-empty customerName seen (the id when none): deterministic
+    whatever order rows arrive in.
+    """
+    amount = F.col("amount").try_cast(AMOUNT_TYPE)
+    reason = (F.when(F.col(CORRUPT).isNotNull(), F.lit("wrong field count"))
+              .when(_blank(F.col("customerId")), F.lit("empty customerId"))
+              .when(_blank(F.col("merchantId")), F.lit("empty merchantId"))
+              .when(amount.isNull(), F.lit("non-numeric amount")))
+    checked = raw.withColumn("_reason", reason).withColumn("_amount", amount)
+    good = checked.filter(F.col("_reason").isNull())
+    name = F.when(_blank(F.col("customerName")), F.col("customerId")).otherwise(F.col("customerName"))
+    deltas = (good.groupBy("chunk", F.col("customerId").alias("customer_id"),
+                           F.col("merchantId").alias("merchant_id"))
+              .agg(F.count(F.lit(1)).alias("n"), F.sum("_amount").cast(AMOUNT_TYPE).alias("s"),
+                   F.max(name).alias("name"),
+                   F.max(F.col("gender") == "F").alias("has_f"), F.max(F.col("gender") == "M").alias("has_m"))
+              .select(F.lit("d").alias("kind"), "chunk", "customer_id", "merchant_id", "n", "s", "name",
+                      "has_f", "has_m", F.lit(None).cast("long").alias("line"),
+                      F.lit(None).cast("string").alias("reason"), F.lit(None).cast("string").alias("raw")))
+    raw_text = F.coalesce(F.col(CORRUPT), F.concat_ws(",", *[F.coalesce(F.col(c), F.lit("")) for c in
+                                                              CANONICAL_COLUMNS]))
+    bad = (checked.filter(F.col("_reason").isNotNull())
+           .select(F.lit("q").alias("kind"), "chunk", F.lit(None).cast("string").alias("customer_id"),
+                   F.lit(None).cast("string").alias("merchant_id"), F.lit(None).cast("long").alias("n"),
+                   F.lit(None).cast(AMOUNT_TYPE).alias("s"), F.lit(None).cast("string").alias("name"),
+                   F.lit(None).cast("boolean").alias("has_f"), F.lit(None).cast("boolean").alias("has_m"),
+                   F.col("_line").cast("long").alias("line"), F.col("_reason").alias("reason"),
+                   raw_text.alias("raw")))
+    return deltas.unionByName(bad)
+
+
+@dataclass
+class ChunkRead:
+    chunk: int
+    unreadable: str | None = None  # reason the whole chunk was quarantined
+
+
+def read_deltas(spark: SparkSession, store: Store, chunks: list[int]) -> tuple[pa.Table | None, list[ChunkRead]]:
+    """One Spark job for a batch: the deltas and rejected rows of all readable chunks, as Arrow."""
+    frames = []
+    reads = []
+    for k in chunks:
+        try:
+            frames.append(read_chunk(spark, store, k))
+            reads.append(ChunkRead(k))
+        except ChunkUnreadable as e:
+            log.warning("chunk %d quarantined: %s", k, e)
+            reads.append(ChunkRead(k, unreadable=str(e)))
+    if not frames:
+        return None, reads
+    raw = frames[0]
+    for f in frames[1:]:
+        raw = raw.unionByName(f)
+    return chunk_deltas(raw).toArrow(), reads
+
+
+def read_importance(spark: SparkSession, store: Store) -> DataFrame | None:
+    """The published importance file as a DataFrame of strings, or None (logged) if absent or malformed."""
+    if not store.exists(REFERENCE_KEY):
+        log.warning("no importance file at %s: every customer is treated as having no weight",
+                    store.uri(REFERENCE_KEY))
+        return None
+    path = spark_path(store, REFERENCE_KEY)
+    try:
+        if path is not None:
+            _check_header(_head_bytes(store, REFERENCE_KEY), IMPORTANCE_COLUMNS, store.uri(REFERENCE_KEY))
+            return (spark.read.schema(IMPORTANCE_SCHEMA).option("header", True)
+                    .option("mode", "DROPMALFORMED").option("nullValue", "\u0000").option("emptyValue", "")
+                    .csv(path))
+        table = _parse_on_driver(store.get(REFERENCE_KEY), IMPORTANCE_COLUMNS, store.uri(REFERENCE_KEY))
+        table = table.filter(pc.is_null(table[CORRUPT])).select(list(IMPORTANCE_COLUMNS))
+        return spark.createDataFrame(table, schema=IMPORTANCE_SCHEMA)
+    except ChunkUnreadable as e:
+        log.warning("importance file unusable (%s): every customer is treated as having no weight", e)
+        return None
