@@ -193,6 +193,15 @@ def _download_s3(url: str, out: BinaryIO, client: Any | None) -> None:
 
 
 def _reason(e: Exception) -> str:
-    """The first line of an exception, for a one-line error."""
+    """A short one-line cause: requests' own messages nest the whole retry history."""
+    import requests
+
+    if isinstance(e, requests.ConnectTimeout | requests.ReadTimeout):
+        return "timed out"
+    if isinstance(e, requests.ConnectionError):
+        inner = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(e))
+        return f"connection failed ({inner.group(1).strip()})" if inner else "connection failed"
+    if isinstance(e, requests.HTTPError) and e.response is not None:
+        return f"HTTP {e.response.status_code} {e.response.reason}"
     text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     return text[:200]
