@@ -15,8 +15,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
-# Thresholds that make all three rules fire on a small generated set.
-SMALL_THRESHOLDS = {"upgrade_min_merchant_txns": 2000, "child_min_txns": 8, "dei_min_female_customers": 10}
+# Trust auth ignores the password: it is there to prove no secret leaks into payloads or logs.
+SECRET_PASSWORD = "s3cr3t-Pw-9f2c"
+STANDIN_TOKEN = "dapi-standin-token-0123"
+
+# Extra threshold overrides for small generated sets (the generator's scaled_thresholds come on top).
+SMALL_THRESHOLDS: dict = {}
 
 
 @lru_cache(maxsize=1)
@@ -94,3 +98,31 @@ def read_detections(output: Path) -> list[dict]:
 
 def detection_keys(rows: list[dict]) -> list[tuple[str, str, str]]:
     return [(r["patternId"], r["customerName"], r["merchantId"]) for r in rows]
+
+
+def reference_keys(landing: Path, thresholds: dict) -> list[tuple[str, str, str]]:
+    """Detections of the reference implementation (tests/reference_rules.py) over a landing zone."""
+    import reference_rules
+
+    from txnwatch.config import Thresholds
+    from txnwatch.landing import REFERENCE_KEY
+    from txnwatch.storage import open_store
+
+    th = Thresholds.from_overrides([f"{k}={v}" for k, v in thresholds.items()])
+    dets = reference_rules.detect_store(open_store(str(landing)), REFERENCE_KEY, th)
+    return [(d.pattern_id, d.customer_name, d.merchant_id) for d in dets]
+
+
+def airflow_env(la, pg_server_url: str, **extra: str) -> dict[str, str]:
+    """The local Airflow env with postgres_default carrying the (ignored) secret password."""
+    from urllib.parse import urlparse
+
+    p = urlparse(pg_server_url)
+    conn = {"conn_type": "postgres", "host": p.hostname, "port": p.port or 5432,
+            "login": p.username or "postgres", "password": SECRET_PASSWORD,
+            "schema": (p.path or "/postgres").lstrip("/") or "postgres"}
+    env = dict(la.env, AIRFLOW_CONN_POSTGRES_DEFAULT=json.dumps(conn), **extra)
+    env.pop("TXNWATCH_DB_URL", None)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(la.env.get("AIRFLOW__CORE__PLUGINS_FOLDER", "")),
+                                                    os.environ.get("PYTHONPATH", "")) if p)
+    return env
