@@ -37,3 +37,27 @@ wheel: $(STAMP)
 
 clean:
 	rm -rf build dist .local .pytest_cache
+
+# --- Airflow (issue 4) -------------------------------------------------------------------------
+.PHONY: airflow-migrate test-airflow compose-env compose-up compose-down
+
+# Metadata database of the local Airflow (`txnwatch airflow ...` uses the same configuration).
+airflow-migrate: $(STAMP)
+	$(BIN)/txnwatch airflow db migrate
+
+# The Airflow tests only (DagBag, Databricks stand-in, dags test, end-to-end through the REST API).
+test-airflow: $(STAMP)
+	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python -m pytest tests/test_dag_integrity.py tests/test_compose.py \
+		tests/test_databricks.py tests/test_airflow_dags.py tests/test_airflow_e2e.py
+
+COMPOSE_ENV := .local/compose.env
+
+compose-env: $(STAMP)
+	$(BIN)/python -m txnwatch.orchestration.compose $(COMPOSE_ENV)
+
+compose-up: compose-env
+	mkdir -p .local/compose/logs .local/compose/config .local/compose/data/data
+	docker compose --env-file $(COMPOSE_ENV) up -d --build
+
+compose-down:
+	docker compose --env-file $(COMPOSE_ENV) down

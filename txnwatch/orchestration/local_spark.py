@@ -41,9 +41,12 @@ def spark_submit_command(landing: str, output: str, schema: str, until_end: bool
     cmd = [spark_submit_executable(), "--master", master,
            "--conf", "spark.ui.enabled=false", "--conf", f"spark.pyspark.python={sys.executable}",
            "--conf", f"spark.pyspark.driver.python={sys.executable}"]
+    # e.g. docker-compose: hadoop-aws for s3a, and s3a settings for MinIO.
     packages = packages or os.environ.get("TXNWATCH_SPARK_PACKAGES")
     if packages:
         cmd += ["--packages", packages]
+    for item in filter(None, (x.strip() for x in os.environ.get("TXNWATCH_SPARK_CONF", "").split(","))):
+        cmd += ["--conf", item]
     cmd.append(str(entry_script))
     cmd += detect_parameters(landing, output, schema, until_end, thresholds, max_batch_chunks)
     return cmd

@@ -1,0 +1,81 @@
+"""docker-compose.yaml and Dockerfile structure (no container engine runs here)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import yaml
+from airflow_support import ROOT
+
+from txnwatch.orchestration import settings
+
+AIRFLOW_SERVICES = {"airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
+                    "airflow-triggerer"}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yaml").read_text())
+
+
+def test_compose_services(compose):
+    services = compose["services"]
+    assert AIRFLOW_SERVICES | {"postgres", "minio", "minio-init"} <= set(services)
+    for name in AIRFLOW_SERVICES:
+        assert services[name]["image"].startswith("${TXNWATCH_IMAGE"), name
+        assert services[name]["build"] == "."
+    commands = {n: services[n].get("command") for n in AIRFLOW_SERVICES - {"airflow-init"}}
+    assert commands == {"airflow-apiserver": "api-server", "airflow-scheduler": "scheduler",
+                        "airflow-dag-processor": "dag-processor", "airflow-triggerer": "triggerer"}
+    assert services["airflow-init"]["environment"]["_AIRFLOW_DB_MIGRATE"] == "true"
+
+
+def test_compose_healthchecks_and_dependencies(compose):
+    services = compose["services"]
+    for name in AIRFLOW_SERVICES - {"airflow-init"} | {"postgres", "minio"}:
+        assert services[name]["healthcheck"]["test"], name
+    for name in AIRFLOW_SERVICES - {"airflow-init"}:
+        deps = services[name]["depends_on"]
+        assert deps["postgres"]["condition"] == "service_healthy"
+        assert deps["airflow-init"]["condition"] == "service_completed_successfully"
+        assert deps["minio-init"]["condition"] == "service_completed_successfully"
+    assert services["minio-init"]["depends_on"]["minio"]["condition"] == "service_healthy"
+    assert "mc mb --ignore-existing local/txnwatch" in services["minio-init"]["entrypoint"]
+
+
+def test_compose_mounts_the_project_folders(compose):
+    mounts = {v.split(":")[0]: v.split(":")[1] for v in compose["services"]["airflow-scheduler"]["volumes"]}
+    assert mounts["./dags"] == "/opt/airflow/dags"
+    assert mounts["./plugins"] == "/opt/airflow/plugins"
+    assert mounts["./sql"] == "/opt/txnwatch/sql"
+    assert mounts["./spark_jobs"] == "/opt/txnwatch/spark_jobs"
+    for src in ("dags", "plugins", "sql", "spark_jobs"):
+        assert (ROOT / src).is_dir()
+
+
+def test_compose_connections_match_the_code(compose):
+    env = compose["services"]["airflow-scheduler"]["environment"]
+    for conn_id in (settings.POSTGRES_CONN_ID, settings.AWS_CONN_ID, settings.DATABRICKS_CONN_ID):
+        assert f"AIRFLOW_CONN_{conn_id.upper()}" in env, conn_id
+    assert env["AIRFLOW_CONN_POSTGRES_DEFAULT"].startswith("postgresql://")
+    aws = json.loads(re.sub(r"\$\{[^}]+\}", "x", env["AIRFLOW_CONN_AWS_DEFAULT"]))
+    assert aws["conn_type"] == "aws" and aws["extra"]["endpoint_url"] == "http://minio:9000"
+    assert env["TXNWATCH_SPARK_NATIVE_S3"] == "1"
+    assert env["TXNWATCH_SPARK_PACKAGES"].startswith("org.apache.hadoop:hadoop-aws:")
+    assert env["TXNWATCH_LANDING"].startswith("s3://txnwatch/")
+
+
+def test_compose_holds_no_secret_values():
+    text = (ROOT / "docker-compose.yaml").read_text()
+    for var in ("POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD", "AIRFLOW_JWT_SECRET", "AIRFLOW_API_SECRET_KEY"):
+        assert re.search(r"\$\{" + var + r"[:}]", text), var
+    assert "minioadmin" not in text
+
+
+def test_dockerfile():
+    text = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM apache/airflow:3\.3\.2\b", text, re.M)
+    assert "openjdk" in text and "JAVA_HOME" in text
+    assert "requirements.txt" in text
