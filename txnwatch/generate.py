@@ -114,7 +114,9 @@ def _customers(rng: np.random.Generator, rows: int) -> _Customers:
     n = max(20, round(FULL_CUSTOMERS * scale(rows)))
     ids = np.unique(rng.integers(10_000_000, 2_200_000_000, size=n * 2))
     ids = rng.permutation(ids)[:n]
-    gender = rng.choice(len(GENDERS), size=n, p=GENDER_P)
+    # Exact proportions (then shuffled), so even a small data set has BankSim's gender mix.
+    counts = [round(n * p) for p in GENDER_P[1:]]
+    gender = rng.permutation(np.repeat(np.arange(len(GENDERS)), [n - sum(counts), *counts]))
     age = np.where(gender == 2, "U", np.asarray(AGES)[rng.choice(len(AGES), size=n, p=AGE_P / AGE_P.sum())])
     activity = rng.gamma(4.0, 0.25, size=n)
     transport_share = rng.beta(17, 3, size=n)
