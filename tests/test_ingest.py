@@ -262,3 +262,31 @@ def test_header_only_source_is_one_clear_error(ingest, tmp_path):
     src.write_text(BANKSIM_HEADER + "\n")
     with pytest.raises(TxnwatchError, match="has a header but no data rows"):
         ingest(src, tmp_path / "land")
+
+
+def test_resume_into_a_wiped_landing_zone_is_refused(ingest, tmp_path):
+    import shutil
+
+    src, land = write_banksim(tmp_path / "tx.csv", 6), tmp_path / "land"
+    stop = threading.Event()
+    worker = threading.Thread(target=lambda: ingest(src, land, rows_per_chunk=2, interval=0.2, stop=stop))
+    worker.start()
+    wait_for(lambda: (land / "chunk_00000001/transactions.csv").exists(), what="chunk 1")
+    stop.set()
+    worker.join(10)
+    shutil.rmtree(land)
+    with pytest.raises(TxnwatchError, match=r"chunk \d+ was landed .* but it is not there"):
+        ingest(src, land, rows_per_chunk=2)
+
+
+def test_source_from_a_google_drive_id(ingest, tmp_path, monkeypatch):
+    from x_http import serve
+
+    from txnwatch.sources import GDRIVE_BASE_ENV
+
+    src = write_banksim(tmp_path / "tx.csv", 5)
+    drive_id = "1Zx9Yw8Vu7Ts6Rq5Po4Nm3Lk2Ji1Hg0Fe"
+    with serve({}, drive={drive_id: src}) as (base, _):
+        monkeypatch.setenv(GDRIVE_BASE_ENV, base)
+        summary = ingest(drive_id, tmp_path / "land", rows_per_chunk=5)
+    assert (summary.rows, summary.finished) == (5, True)

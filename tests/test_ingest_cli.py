@@ -63,6 +63,21 @@ def test_bad_source_is_one_line_and_exit_2(kind, message, tmp_path, env, pg_serv
     assert message in proc.stderr
 
 
+@pytest.mark.parametrize(("content", "message"), [
+    (None, "does not exist"),
+    ("who,what\n1,2\n", "unknown importance header 'who,what'"),
+])
+def test_bad_importance_file_is_one_line_and_exit_2(content, message, tmp_path, env, pg_server_url, schema):
+    imp = tmp_path / "imp.csv"
+    if content is not None:
+        imp.write_text(content)
+    args = ingest_args(write_banksim(tmp_path / "tx.csv", 3), imp, tmp_path / "land", pg_server_url, schema)
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
+    assert not (tmp_path / "land" / "chunk_00000001").exists()
+
+
 def test_missing_landing_bucket_is_one_line_and_exit_2(tmp_path, env, pg_server_url, schema, s3_endpoint):
     src, imp = write_banksim(tmp_path / "tx.csv", 3), write_importance(tmp_path / "imp.csv")
     proc = subprocess.run(ingest_args(src, imp, "s3://no-such-landing/x", pg_server_url, schema),

@@ -310,6 +310,10 @@ def _run(conn, store, summary, source, importance, schema, rows_per_chunk, inter
             ledger.create(src.location, src.sha256, rows_per_chunk)
             cp = ledger.load()
         done = cp["last_chunk"]
+        if done and not store.exists(lz.chunk_key(done)):
+            raise TxnwatchError(
+                f"the checkpoint says chunk {done} was landed in {store.url}, but it is not there: the "
+                "landing zone was changed outside txnwatch; use a new landing zone")
         log.info("ingest %s -> %s: %s layout, R=%d, interval=%gs, %s",
                  src.location, store.url, reader.layout.name, rows_per_chunk, interval,
                  f"resuming after chunk {done}" if done else "starting at chunk 1")
