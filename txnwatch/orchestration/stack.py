@@ -1,0 +1,88 @@
+"""The local Airflow services (API server, scheduler, DAG processor, triggerer) as one process group."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from txnwatch.airflow_local import LocalAirflow
+
+SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
+
+
+class AirflowStack:
+    def __init__(self, la: LocalAirflow, log_dir: Path) -> None:
+        self.la = la
+        self.log_dir = Path(log_dir)
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.pgid: int | None = None
+
+    def migrate(self) -> None:
+        out = subprocess.run([self.la.airflow_executable(), "db", "migrate"], env=self.la.env,
+                             capture_output=True, text=True, timeout=600)
+        if out.returncode != 0:
+            raise RuntimeError(f"airflow db migrate failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+
+    def start(self) -> None:
+        """Start every service in one new process group (the first service leads it)."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for name in SERVICES:
+            log = open(self.log_dir / f"{name}.log", "ab")
+            kwargs = {"start_new_session": True} if self.pgid is None else {"process_group": self.pgid}
+            proc = subprocess.Popen([self.la.airflow_executable(), name], env=self.la.env, stdout=log,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, **kwargs)
+            log.close()
+            if self.pgid is None:
+                self.pgid = proc.pid
+            self.procs[name] = proc
+
+    def dead(self) -> list[str]:
+        return [n for n, p in self.procs.items() if p.poll() is not None]
+
+    def stop(self, grace: float = 30.0) -> None:
+        """SIGTERM the whole group (services and every child they spawned), SIGKILL what is left."""
+        if self.pgid is None:
+            return
+        try:
+            os.killpg(self.pgid, signal.SIGTERM)
+        except ProcessLookupError:
+            self.pgid = None
+            return
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            for p in self.procs.values():
+                p.poll()
+            if not _group_alive(self.pgid):
+                break
+            time.sleep(0.3)
+        if _group_alive(self.pgid):
+            try:
+                os.killpg(self.pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for p in self.procs.values():
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+        self.pgid = None
+
+    def __enter__(self) -> AirflowStack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
