@@ -29,8 +29,9 @@ from txnwatch.detect import state
 from txnwatch.detect.faults import fault
 from txnwatch.detect.output import write_pending
 from txnwatch.detect.reader import read_deltas, read_importance
-from txnwatch.detect.rules import PATTERNS, PRIOR_GENDER_SCHEMA, PRIOR_MERCHANT_SCHEMA, PRIOR_STATS_SCHEMA, evaluate
-from txnwatch.detect.weights import compute_weights, empty_weights
+from txnwatch.detect.asof import Weights, replay
+from txnwatch.detect.rules import PATTERNS, evaluate
+from txnwatch.detect.weights import collect_weights, compute_weights
 from txnwatch.errors import TxnwatchError
 from txnwatch.landing import END_KEY, chunk_key
 from txnwatch.storage import Store, open_store
@@ -84,15 +85,18 @@ class _Batcher:
         if self._weights is None:
             importance = read_importance(self.spark, self.landing)
             if importance is None:
-                self._weights = empty_weights(self.spark)
+                self._weights = Weights({}, {})
             else:
-                self._weights = compute_weights(importance).cache()
-                log.info("weights for %d (customer, merchant) keys", self._weights.count())
+                self._weights = collect_weights(compute_weights(importance))
+                log.info("weights for %d (customer, merchant) and %d merchant-less keys",
+                         len(self._weights.specific), len(self._weights.generic))
         return self._weights
 
     def run(self, chunks: list[int], summary: DetectSummary) -> None:
         spark, conn, schema, th = self.spark, self.conn, self.schema, self.th
+        t0 = time.monotonic()
         collected, reads = read_deltas(spark, self.landing, chunks)
+        t_read = time.monotonic() - t0
         if collected is None:
             collected = pa.table({"kind": pa.array([], pa.string())})
             deltas = None
@@ -115,14 +119,14 @@ class _Batcher:
                                                   ("has_f", pa.bool_()), ("has_m", pa.bool_())]})
             state.stage_deltas(conn, staged)
             matches: list[state.Detection] = []
+            t_rules = 0.0
             if staged.num_rows:
                 prior = state.read_prior(conn, schema, th.upgrade_min_merchant_txns)
-                result = evaluate(spark.createDataFrame(staged),
-                                  spark.createDataFrame(prior.stats, PRIOR_STATS_SCHEMA),
-                                  spark.createDataFrame(prior.merchants, PRIOR_MERCHANT_SCHEMA),
-                                  spark.createDataFrame(prior.gender, PRIOR_GENDER_SCHEMA),
-                                  self.weights, th).toArrow()
-                matches = [state.Detection(**r) for r in result.to_pylist()]
+                customers, merchants = replay(staged, prior, self.weights)
+                t1 = time.monotonic()
+                result = evaluate(spark.createDataFrame(customers), spark.createDataFrame(merchants), th)
+                matches = _earliest(result.toArrow().to_pylist())
+                t_rules = time.monotonic() - t1
             fault("after_spark_rules")
             detection_time = datetime.now(UTC)
             fresh = state.new_detections(conn, schema, matches)
@@ -148,6 +152,7 @@ class _Batcher:
                                quarantine, len(chunks), committed_at)
             fault("before_commit")
         fault("after_commit")
+        timing = f"read {t_read:.2f}s, rules {t_rules:.2f}s, total {time.monotonic() - t0:.2f}s"
 
         for m in metrics:
             lag = (committed_at - m.landed_at).total_seconds() if m.landed_at else None
@@ -157,13 +162,23 @@ class _Batcher:
             summary.quarantined_rows += m.quarantined
             for p, v in m.pat.items():
                 summary.detections[p] += v
-            log.info("chunk %d: %d rows, %d quarantined, new %s, lag %s%s", m.chunk, m.rows, m.quarantined,
+            log.info("chunk %d: %d rows, %d quarantined, new %s, lag %s (%s%s)", m.chunk, m.rows, m.quarantined,
                      " ".join(f"{p}={v}" for p, v in m.pat.items()),
-                     f"{lag:.3f}s" if lag is not None else "n/a",
-                     f" (batch {chunks[0]}-{chunks[-1]})" if len(chunks) > 1 else "")
+                     f"{lag:.3f}s" if lag is not None else "n/a", timing,
+                     f", batch {chunks[0]}-{chunks[-1]}" if len(chunks) > 1 else "")
         summary.chunks += len(chunks)
         summary.quarantined_chunks += sum(1 for r in reads if r.unreadable)
         summary.last_chunk = chunks[-1]
+
+
+def _earliest(rows: list[dict]) -> list[state.Detection]:
+    """One match per (pattern, customer, merchant): the earliest chunk of the batch wins."""
+    best: dict[tuple, dict] = {}
+    for r in rows:
+        key = (r["pattern_id"], r["customer_id"], r["merchant_id"])
+        if key not in best or r["chunk"] < best[key]["chunk"]:
+            best[key] = r
+    return [state.Detection(**r) for r in best.values()]
 
 
 def run_detect(landing: str, output: str, db_url: str, schema: str = "txnwatch", until_end: bool = False,

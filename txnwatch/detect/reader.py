@@ -149,27 +149,29 @@ def _parse_on_driver(data: bytes, columns: tuple[str, ...], what: str) -> pa.Tab
     return pa.table(arrays)
 
 
-def read_chunk(spark: SparkSession, store: Store, k: int) -> DataFrame:
-    """Chunk k as a DataFrame (header already checked for native reads; raises ChunkUnreadable)."""
+def _native_frame(spark: SparkSession, paths: list[str]) -> DataFrame:
+    """One scan over all the batch's files; the chunk number comes from each row's file path (not a
+    literal, so the generated code is the same for every batch and Spark's codegen cache is hit)."""
+    df = (spark.read.schema(RAW_SCHEMA)
+          .option("header", True).option("mode", "PERMISSIVE")
+          .option("columnNameOfCorruptRecord", CORRUPT)
+          # Keep "" as "" (not null): an empty name is a value, an empty id is a reason to reject.
+          .option("nullValue", "\u0000").option("emptyValue", "")
+          .csv(paths))
+    # get_spark() makes every file its own partition, so the low bits of the id count rows in the file.
+    line = F.monotonically_increasing_id().bitwiseAND(F.lit(_ROW_MASK)) + 2
+    chunk = F.regexp_extract(F.col("_metadata.file_path"), r"chunk_(\d{8})/[^/]*$", 1).cast("int")
+    return df.select(*CANONICAL_COLUMNS, CORRUPT, line.alias("_line"), chunk.alias("chunk"))
+
+
+def _driver_table(store: Store, k: int) -> pa.Table:
     key = chunk_key(k)
-    path = spark_path(store, key)
-    if path is not None:
-        check_chunk_header(store, k)
-        df = (spark.read.schema(RAW_SCHEMA)
-              .option("header", True).option("mode", "PERMISSIVE")
-              .option("columnNameOfCorruptRecord", CORRUPT)
-              # Keep "" as "" (not null): an empty name is a value, an empty id is a reason to reject.
-              .option("nullValue", "\u0000").option("emptyValue", "")
-              .csv(path))
-        # One small file is one partition, so the row number within it is the low bits of the id.
-        df = df.withColumn("_line", (F.monotonically_increasing_id().bitwiseAND(F.lit(_ROW_MASK)) + 2))
-    else:
-        try:
-            data = store.get(key)
-        except Exception as e:  # noqa: BLE001
-            raise ChunkUnreadable(f"unreadable: {store.uri(key)}: {e}") from None
-        df = spark.createDataFrame(_parse_on_driver(data, CANONICAL_COLUMNS, store.uri(key)))
-    return df.withColumn("chunk", F.lit(k).cast("int"))
+    try:
+        data = store.get(key)
+    except Exception as e:  # noqa: BLE001
+        raise ChunkUnreadable(f"unreadable: {store.uri(key)}: {e}") from None
+    table = _parse_on_driver(data, CANONICAL_COLUMNS, store.uri(key))
+    return table.append_column("chunk", pa.array([k] * table.num_rows, pa.int32()))
 
 
 def _blank(c: Column) -> Column:
@@ -179,35 +181,29 @@ def _blank(c: Column) -> Column:
 def chunk_deltas(raw: DataFrame) -> DataFrame:
     """Validated rows aggregated per (chunk, customer, merchant), plus the rejected rows, in DELTA_SCHEMA.
 
-    The customer's name is the greatest non-empty customerName seen (the id when none): deterministic
-    whatever order rows arrive in.
+    One aggregation serves both (a rejected row is its own group, keyed by its line), so the file is
+    scanned once and shuffled once. The customer's name is the greatest non-empty customerName seen
+    (the id when none): deterministic whatever order rows arrive in.
     """
     amount = F.col("amount").try_cast(AMOUNT_TYPE)
     reason = (F.when(F.col(CORRUPT).isNotNull(), F.lit("wrong field count"))
               .when(_blank(F.col("customerId")), F.lit("empty customerId"))
               .when(_blank(F.col("merchantId")), F.lit("empty merchantId"))
               .when(amount.isNull(), F.lit("non-numeric amount")))
-    checked = raw.withColumn("_reason", reason).withColumn("_amount", amount)
-    good = checked.filter(F.col("_reason").isNull())
+    good = F.col("_reason").isNull()
     name = F.when(_blank(F.col("customerName")), F.col("customerId")).otherwise(F.col("customerName"))
-    deltas = (good.groupBy("chunk", F.col("customerId").alias("customer_id"),
-                           F.col("merchantId").alias("merchant_id"))
-              .agg(F.count(F.lit(1)).alias("n"), F.sum("_amount").cast(AMOUNT_TYPE).alias("s"),
-                   F.max(name).alias("name"),
-                   F.max(F.col("gender") == "F").alias("has_f"), F.max(F.col("gender") == "M").alias("has_m"))
-              .select(F.lit("d").alias("kind"), "chunk", "customer_id", "merchant_id", "n", "s", "name",
-                      "has_f", "has_m", F.lit(None).cast("long").alias("line"),
-                      F.lit(None).cast("string").alias("reason"), F.lit(None).cast("string").alias("raw")))
-    raw_text = F.coalesce(F.col(CORRUPT), F.concat_ws(",", *[F.coalesce(F.col(c), F.lit("")) for c in
-                                                              CANONICAL_COLUMNS]))
-    bad = (checked.filter(F.col("_reason").isNotNull())
-           .select(F.lit("q").alias("kind"), "chunk", F.lit(None).cast("string").alias("customer_id"),
-                   F.lit(None).cast("string").alias("merchant_id"), F.lit(None).cast("long").alias("n"),
-                   F.lit(None).cast(AMOUNT_TYPE).alias("s"), F.lit(None).cast("string").alias("name"),
-                   F.lit(None).cast("boolean").alias("has_f"), F.lit(None).cast("boolean").alias("has_m"),
-                   F.col("_line").cast("long").alias("line"), F.col("_reason").alias("reason"),
-                   raw_text.alias("raw")))
-    return deltas.unionByName(bad)
+    raw_text = F.coalesce(F.col(CORRUPT), F.concat_ws(",", *[F.coalesce(F.col(c), F.lit(""))
+                                                              for c in CANONICAL_COLUMNS]))
+    return (raw.withColumn("_reason", reason)
+            .groupBy("chunk", F.when(good, F.col("customerId")).alias("customer_id"),
+                     F.when(good, F.col("merchantId")).alias("merchant_id"),
+                     F.when(~good, F.col("_line")).cast("long").alias("line"))
+            .agg(F.count(F.lit(1)).alias("n"), F.sum(F.when(good, amount)).cast(AMOUNT_TYPE).alias("s"),
+                 F.max(name).alias("name"),
+                 F.max(F.col("gender") == "F").alias("has_f"), F.max(F.col("gender") == "M").alias("has_m"),
+                 F.first("_reason").alias("reason"), F.first(raw_text).alias("raw"))
+            .select(F.when(F.col("reason").isNull(), "d").otherwise("q").alias("kind"), "chunk",
+                    "customer_id", "merchant_id", "n", "s", "name", "has_f", "has_m", "line", "reason", "raw"))
 
 
 @dataclass
@@ -216,22 +212,30 @@ class ChunkRead:
     unreadable: str | None = None  # reason the whole chunk was quarantined
 
 
-def read_deltas(spark: SparkSession, store: Store, chunks: list[int]) -> tuple[pa.Table | None, list[ChunkRead]]:
+def read_deltas(spark: SparkSession, store: Store,
+                chunks: list[int]) -> tuple[pa.Table | None, list[ChunkRead]]:
     """One Spark job for a batch: the deltas and rejected rows of all readable chunks, as Arrow."""
-    frames = []
     reads = []
+    paths: list[str] = []
+    tables: list[pa.Table] = []
     for k in chunks:
         try:
-            frames.append(read_chunk(spark, store, k))
+            path = spark_path(store, chunk_key(k))
+            if path is not None:
+                check_chunk_header(store, k)
+                paths.append(path)
+            else:
+                tables.append(_driver_table(store, k))
             reads.append(ChunkRead(k))
         except ChunkUnreadable as e:
             log.warning("chunk %d quarantined: %s", k, e)
             reads.append(ChunkRead(k, unreadable=str(e)))
-    if not frames:
+    if paths:
+        raw = _native_frame(spark, paths)
+    elif tables:
+        raw = spark.createDataFrame(pa.concat_tables(tables))
+    else:
         return None, reads
-    raw = frames[0]
-    for f in frames[1:]:
-        raw = raw.unionByName(f)
     return chunk_deltas(raw).toArrow(), reads
 
 

@@ -15,7 +15,7 @@ from datetime import datetime
 import psycopg
 import pyarrow as pa
 
-from txnwatch.detect.rules import PRIOR_GENDER_SCHEMA, PRIOR_MERCHANT_SCHEMA, PRIOR_STATS_SCHEMA
+from txnwatch.detect.asof import Prior
 from txnwatch.errors import TxnwatchError
 
 log = logging.getLogger("txnwatch.detect")
@@ -57,14 +57,6 @@ CREATE TEMP TABLE IF NOT EXISTS y_batch_delta (
     has_f boolean, has_m boolean
 ) ON COMMIT DELETE ROWS
 """
-
-
-@dataclass
-class Prior:
-    stats: pa.Table
-    merchants: pa.Table
-    gender: pa.Table
-    full_merchants: list[str] = field(default_factory=list)
 
 
 def begin_batch(conn: psycopg.Connection, schema: str, first_chunk: int) -> bool:
@@ -115,21 +107,8 @@ def read_prior(conn: psycopg.Connection, schema: str, volume_threshold: int) -> 
         SELECT g.merchant_id, g.gender, g.customer_id FROM {schema}.merchant_gender_customers g
         JOIN (SELECT DISTINCT merchant_id, customer_id FROM y_batch_delta) d USING (merchant_id, customer_id)
         """).fetchall()
-    return Prior(
-        stats=_table(stats, PRIOR_STATS_SCHEMA),
-        merchants=_table([(m, t, f, mm) for m, t, _, f, mm in merchants], PRIOR_MERCHANT_SCHEMA),
-        gender=_table(gender, PRIOR_GENDER_SCHEMA),
-        full_merchants=full,
-    )
-
-
-def _table(rows: list[tuple], spark_schema) -> pa.Table:
-    from pyspark.sql.pandas.types import to_arrow_schema
-
-    schema = to_arrow_schema(spark_schema)
-    cols = list(zip(*rows, strict=True)) if rows else [[] for _ in schema]
-    return pa.Table.from_arrays([pa.array(list(c), type=f.type) for c, f in zip(cols, schema, strict=True)],
-                                schema=schema)
+    return Prior(stats=stats, merchants=[(m, t, f, mm) for m, t, _, f, mm in merchants], gender=gender,
+                 full_merchants=set(full))
 
 
 @dataclass

@@ -5,8 +5,9 @@ merchantId count only for that merchant; rows with an empty merchantId count for
 file may mix both: then w(c, m) uses c's rows for m together with c's merchant-less rows). A customer
 with no applicable row has no weight. Rows whose weight is not a number are ignored.
 
-The result is one small cached DataFrame (customer_id, merchant_id, w) where merchant_id "" holds the
-weight from merchant-less rows only, used for merchants c has no specific row for.
+The result is one small DataFrame (customer_id, merchant_id, w) where merchant_id "" holds the weight
+from merchant-less rows only, used for merchants c has no specific row for; it is collected once to the
+driver, which attaches w to the state rows it hands the rules.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+
+from txnwatch.detect.asof import Weights
 
 WEIGHTS_SCHEMA = T.StructType([
     T.StructField("customer_id", T.StringType()),
@@ -45,14 +48,13 @@ def compute_weights(importance: DataFrame) -> DataFrame:
     return mean_of_type_means(combined)
 
 
-def empty_weights(spark) -> DataFrame:
-    return spark.createDataFrame([], WEIGHTS_SCHEMA)
-
-
-def attach_weight(df: DataFrame, weights: DataFrame) -> DataFrame:
-    """df (customer_id, merchant_id, ...) plus column w: the specific weight, else the generic one."""
-    specific = weights.filter(F.col("merchant_id") != "").withColumnRenamed("w", "_w_cm")
-    generic = (weights.filter(F.col("merchant_id") == "").select("customer_id", F.col("w").alias("_w_c")))
-    return (df.join(F.broadcast(specific), ["customer_id", "merchant_id"], "left")
-            .join(F.broadcast(generic), "customer_id", "left")
-            .withColumn("w", F.coalesce("_w_cm", "_w_c")).drop("_w_cm", "_w_c"))
+def collect_weights(weights: DataFrame) -> Weights:
+    """The weights on the driver (a few thousand keys), where the per-chunk state is laid out."""
+    specific: dict[tuple[str, str], float] = {}
+    generic: dict[str, float] = {}
+    for c, m, w in zip(*weights.toArrow().to_pydict().values(), strict=True):
+        if m:
+            specific[(c, m)] = w
+        else:
+            generic[c] = w
+    return Weights(specific, generic)
