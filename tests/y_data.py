@@ -13,7 +13,8 @@ from txnwatch.config import Thresholds
 from txnwatch.landing import CANONICAL_COLUMNS, END_KEY, IMPORTANCE_COLUMNS, REFERENCE_KEY, chunk_key
 
 # Lowered thresholds for small data sets: merchants cross the volume bar mid-stream.
-LOW = Thresholds(upgrade_min_merchant_txns=600, child_min_txns=12, dei_min_female_customers=15)
+LOW = Thresholds(upgrade_min_merchant_txns=300, upgrade_weight_percentile=0.3, child_min_txns=8,
+                 dei_min_female_customers=15)
 
 
 def csv_bytes(header, rows) -> bytes:
@@ -85,3 +86,17 @@ def read_output(store) -> list[list[dict]]:
     """The detection files, in order, as lists of records."""
     files = [k for k in store.list("detections_")]
     return [[json.loads(line) for line in store.get(k).decode().splitlines()] for k in files]
+
+
+def flat(files: list[list[dict]]) -> list[tuple[str, str, str, str]]:
+    return [(d["patternId"], d["ActionType"], d["customerName"], d["merchantId"]) for f in files for d in f]
+
+
+def assert_matches_reference(out_store, ref) -> None:
+    """The job's files hold exactly the reference detections, in order, 50 per file (last one shorter)."""
+    files = read_output(out_store)
+    expected = [(d.pattern_id, d.action, d.customer_name, d.merchant_id) for d in ref]
+    assert flat(files) == expected
+    sizes = [len(f) for f in files]
+    assert sizes == [50] * (len(expected) // 50) + ([len(expected) % 50] if len(expected) % 50 else [])
+    assert out_store.list("detections_") == [f"detections_{n:08d}.jsonl" for n in range(1, len(files) + 1)]

@@ -146,7 +146,8 @@ class _Batcher:
                 for d in fresh:
                     if d.chunk == k:
                         pat[d.pattern_id] += 1
-                metrics.append(state.ChunkMetrics(k, rows[k], sum(1 for q in quarantine if q[0] == k), at, pat))
+                bad_rows = sum(1 for r in bad if r["chunk"] == k)
+                metrics.append(state.ChunkMetrics(k, rows[k], bad_rows, at, pat))
             committed_at = datetime.now(UTC)
             state.commit_batch(conn, schema, chunks[-1], fresh, detection_time, self.y_start, metrics,
                                quarantine, len(chunks), committed_at)

@@ -1,0 +1,168 @@
+"""The detection job end to end against real PostgreSQL (and the moto S3 server), compared with the
+independent reference implementation of the rules."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+
+import psycopg
+import pytest
+from reference_rules import detect_store
+from y_data import LOW, assert_matches_reference, build_rows, land, read_output
+
+from txnwatch.detect.job import run_detect
+from txnwatch.errors import TxnwatchError
+from txnwatch.landing import END_KEY, REFERENCE_KEY, chunk_key
+from txnwatch.storage import open_store
+
+IST_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+05:30$")
+
+
+@pytest.fixture(scope="module")
+def world():
+    return build_rows(10_000, seed=1)
+
+
+def detections_by_chunk(db_url: str, schema: str) -> list[tuple]:
+    with psycopg.connect(db_url) as conn:
+        return conn.execute(f"SELECT seq, chunk, pattern_id, customer_id, merchant_id, customer_name "
+                            f"FROM {schema}.detected_patterns ORDER BY seq").fetchall()
+
+
+def test_job_equals_reference_one_chunk_at_a_time(tmp_path, spark, pg_server_url, schema, world):
+    rows, imp = world
+    landing = open_store(str(tmp_path / "landing"))
+    land(landing, rows, imp, 500)
+    ref = detect_store(landing, REFERENCE_KEY, LOW)
+    assert {d.pattern_id for d in ref} == {"PatId1", "PatId2", "PatId3"} and len(ref) > 100
+    out = open_store(str(tmp_path / "out"))
+    summary = run_detect(landing.url, out.url, pg_server_url, schema, until_end=True, max_batch_chunks=1,
+                         thresholds=LOW, spark=spark)
+    assert summary.finished and summary.chunks == 20 and summary.rows == 10_000
+    assert_matches_reference(out, ref)
+    # Chunk attribution too, and the spec's record shape.
+    got = detections_by_chunk(pg_server_url, schema)
+    assert [(c, p, cu, m) for _, c, p, cu, m, _ in got] == [(d.chunk, d.pattern_id, d.customer_id, d.merchant_id)
+                                                            for d in ref]
+    rec = read_output(out)[0][0]
+    assert list(rec) == ["YStartTime", "detectionTime", "patternId", "ActionType", "customerName", "merchantId"]
+    assert IST_TIME.match(rec["YStartTime"]) and IST_TIME.match(rec["detectionTime"])
+    # Per-chunk metrics were committed with the chunks.
+    with psycopg.connect(pg_server_url) as conn:
+        n, rows_sum, dets = conn.execute(f"SELECT count(*), sum(rows), sum(detections) "
+                                         f"FROM {schema}.y_chunk_metrics").fetchone()
+    assert (n, rows_sum, dets) == (20, 10_000, len(ref))
+
+    # A restart after the final flush writes nothing new and changes nothing.
+    before = {k: out.get(k) for k in out.list()}
+    again = run_detect(landing.url, out.url, pg_server_url, schema, until_end=True, thresholds=LOW, spark=spark)
+    assert again.chunks == 0 and again.files_written == 0
+    assert {k: out.get(k) for k in out.list()} == before
+
+
+def test_backlog_batches_detect_the_same_as_one_by_one(tmp_path, spark, pg_server_url, schema, world):
+    rows, imp = world
+    landing = open_store(str(tmp_path / "landing"))
+    land(landing, rows, imp, 500)
+    ref = detect_store(landing, REFERENCE_KEY, LOW)
+    out = open_store(str(tmp_path / "out"))
+    summary = run_detect(landing.url, out.url, pg_server_url, schema, until_end=True, max_batch_chunks=7,
+                         thresholds=LOW, spark=spark)
+    assert summary.chunks == 20
+    assert_matches_reference(out, ref)
+    got = detections_by_chunk(pg_server_url, schema)
+    assert [(c, p, cu, m) for _, c, p, cu, m, _ in got] == [(d.chunk, d.pattern_id, d.customer_id, d.merchant_id)
+                                                            for d in ref]
+    with psycopg.connect(pg_server_url) as conn:
+        sizes = conn.execute(f"SELECT batch_size, count(*) FROM {schema}.y_chunk_metrics "
+                             "GROUP BY 1 ORDER BY 1").fetchall()
+    assert sizes == [(6, 6), (7, 14)]
+
+
+def test_live_stream_and_start_before_landing_exists(tmp_path, spark, pg_server_url, schema):
+    """Y starts first (no landing folder yet), chunks arrive while it runs, _END.json ends it."""
+    rows, imp = build_rows(3_000, seed=5)
+    landing_dir = tmp_path / "landing"
+    out = open_store(str(tmp_path / "out"))
+    result = {}
+    th = threading.Thread(target=lambda: result.update(s=run_detect(
+        str(landing_dir), out.url, pg_server_url, schema, until_end=True, poll_interval=0.02,
+        thresholds=LOW, spark=spark)))
+    th.start()
+    landing = open_store(str(landing_dir))
+    land(landing, rows[:1000], imp, 500, end=False)
+    land(landing, rows[1000:], None, 500, end=False, start=3)
+    landing.put(END_KEY, json.dumps({"chunks": 6, "rows": 3000, "rejected": 0}).encode())
+    th.join(120)
+    assert not th.is_alive() and result["s"].finished and result["s"].chunks == 6
+    assert_matches_reference(out, detect_store(landing, REFERENCE_KEY, LOW))
+
+
+def test_s3_landing_and_output(s3_bucket, spark, pg_server_url, schema):
+    rows, imp = build_rows(4_000, seed=3)
+    landing = open_store(f"s3://{s3_bucket}/landing")
+    land(landing, rows, imp, 500)
+    out = open_store(f"s3://{s3_bucket}/out")
+    summary = run_detect(landing.url, out.url, pg_server_url, schema, until_end=True, max_batch_chunks=3,
+                         thresholds=LOW, spark=spark)
+    assert summary.finished and summary.rows == 4_000
+    ref = detect_store(landing, REFERENCE_KEY, LOW)
+    assert len(ref) > 0
+    assert_matches_reference(out, ref)
+
+
+def test_bad_landed_data_is_quarantined_and_the_stream_goes_on(tmp_path, spark, pg_server_url, schema):
+    rows, imp = build_rows(2_000, seed=4)
+    landing = open_store(str(tmp_path / "landing"))
+    land(landing, rows, imp, 500, end=False)  # chunks 1-4
+    header = "transactionId,customerId,customerName,merchantId,amount,transactionType,gender,timestamp\n"
+    good = ",".join(rows[0]) + "\n"
+    landing.put(chunk_key(5), (header + good + "x1,C0001,N,M000,abc,t,F,0\n" + "x2,C0001,N\n"
+                               + "x3,,N,M000,1.00,t,F,0\n" + "x4,C0001,N,,1.00,t,F,0\n" + good).encode())
+    landing.put(chunk_key(6), header.encode())  # header only: zero rows
+    landing.put(chunk_key(7), b"\x89PNG\r\n\x1a\n\x00\x00binary")  # unreadable object
+    landing.put(chunk_key(8), b"a,b,c\n1,2,3\n")  # wrong header
+    landing.put(chunk_key(9), b"")  # empty object
+    landing.put(chunk_key(10), (header + good).encode())
+    landing.put(END_KEY, b'{"chunks": 10, "rows": 2006, "rejected": 0}')
+    out = open_store(str(tmp_path / "out"))
+    summary = run_detect(landing.url, out.url, pg_server_url, schema, until_end=True, max_batch_chunks=4,
+                         thresholds=LOW, spark=spark)
+    assert summary.finished and summary.chunks == 10
+    assert summary.rows == 2_000 + 2 + 1 and summary.quarantined_rows == 4 and summary.quarantined_chunks == 3
+    with psycopg.connect(pg_server_url) as conn:
+        q = conn.execute(f"SELECT chunk, source_line, reason FROM {schema}.y_quarantine "
+                         "ORDER BY chunk, source_line").fetchall()
+        metrics = dict(conn.execute(f"SELECT chunk, rows FROM {schema}.y_chunk_metrics").fetchall())
+    assert q[:4] == [(5, 3, "non-numeric amount"), (5, 4, "wrong field count"), (5, 5, "empty customerId"),
+                     (5, 6, "empty merchantId")]
+    assert [(c, line) for c, line, _ in q[4:]] == [(7, None), (8, None), (9, None)]
+    assert "not UTF-8" in q[4][2] and "wrong header" in q[5][2] and "empty object" in q[6][2]
+    assert metrics[5] == 2 and metrics[6] == 0 and metrics[7] == 0 and metrics[10] == 1
+    # The reference skips the same rows and chunks, so the detections agree.
+    assert_matches_reference(out, detect_store(landing, REFERENCE_KEY, LOW))
+
+
+def test_second_job_on_a_schema_is_refused(tmp_path, spark, pg_server_url, schema):
+    from txnwatch.db import connect, init_schema
+    from txnwatch.detect.state import acquire_job_lock
+
+    holder = connect(pg_server_url, autocommit=True)
+    try:
+        init_schema(holder, schema)
+        acquire_job_lock(holder, schema)
+        with pytest.raises(TxnwatchError, match="another detection job is already running"):
+            run_detect(str(tmp_path / "l"), str(tmp_path / "o"), pg_server_url, schema, until_end=True,
+                       spark=spark)
+    finally:
+        holder.close()
+
+
+def test_schema_bound_to_one_stream(tmp_path, spark, pg_server_url, schema):
+    landing = open_store(str(tmp_path / "landing"))
+    landing.put(END_KEY, b'{"chunks": 0, "rows": 0, "rejected": 0}')
+    run_detect(landing.url, str(tmp_path / "out"), pg_server_url, schema, until_end=True, spark=spark)
+    with pytest.raises(TxnwatchError, match="already tracks landing"):
+        run_detect(landing.url, str(tmp_path / "other"), pg_server_url, schema, until_end=True, spark=spark)
