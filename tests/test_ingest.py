@@ -95,7 +95,7 @@ def test_bad_rows_are_quarantined_with_line_and_reason(ingest, tmp_path):
     assert parse_csv((land / "_rejected/chunk_00000001.csv").read_bytes()) == [
         ["sourceLine", "reason", "raw"],
         ["3", "wrong field count: 9, expected 10", bad[1]],
-        ["4", "wrong field count: 11, expected 10", bad[2]],
+        ["4", "non-numeric amount: '12,5'", bad[2]],
     ]
     assert parse_csv((land / "_rejected/chunk_00000002.csv").read_bytes()) == [
         ["sourceLine", "reason", "raw"],

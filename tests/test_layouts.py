@@ -14,7 +14,7 @@ CANONICAL_HEADER = "transactionId,customerId,customerName,merchantId,amount,tran
 
 
 def banksim_fields(line: str) -> list[str]:
-    return next(read_records(io.StringIO(line), "t")).fields
+    return next(read_records(io.StringIO(line), "t", quotechar="'")).fields
 
 
 def test_banksim_header_is_detected():
@@ -49,6 +49,7 @@ def test_canonical_row_keeps_its_values_in_canonical_order():
 @pytest.mark.parametrize(("line", "reason"), [
     ("0,'C1','4','M','28007','M3','28007','es_food',4.55\n", "wrong field count: 9, expected 10"),
     ("0,'C1','4','M','28007','M3','28007','es_food',abc,0\n", "non-numeric amount: 'abc'"),
+    ("0,'C1','4','M','28007','M3','28007','es_food','12,5',0\n", "non-numeric amount: '12,5'"),
     ("0,'C1','4','M','28007','M3','28007','es_food',nan,0\n", "non-numeric amount: 'nan'"),
     ("0,'C1','4','M','28007','M3','28007','es_food',inf,0\n", "non-numeric amount: 'inf'"),
     ("0,'C1','4','M','28007','M3','28007','es_food',,0\n", "non-numeric amount: ''"),

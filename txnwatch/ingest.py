@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import logging
 import threading
@@ -92,47 +93,42 @@ class ChunkReader:
         self.copy = copy
         self.rows_per_chunk = rows_per_chunk
         self._file = _open_text(copy, "source")
-        self._records = read_records(self._file, f"source {copy.location}")
-        header = next(self._records, None)
+        name = f"source {copy.location}"
+        header = next(read_records(self._file, name), None)
         if header is None:
             raise TxnwatchError(f"source {copy.location} is empty")
-        self.layout: TransactionLayout = transaction_layout(header.fields, f"source {copy.location}")
+        self.layout: TransactionLayout = transaction_layout(header.fields, name)
+        # The data rows are read with the layout's own quoting, continuing after the header.
+        self._records = read_records(self._file, name, self.layout.quotechar,
+                                     first_line=header.line + header.raw.count("\n") + 1)
         self._position = 0
-        self._peeked = next(self._records, None)
-        if self._peeked is None:
+        first_row = next(self._records, None)
+        if first_row is None:
             raise TxnwatchError(f"source {copy.location} has a header but no data rows")
+        self._rows = itertools.chain([first_row], self._records)
 
     def close(self) -> None:
         self._file.close()
 
-    def _next(self):
-        if self._peeked is not None:
-            rec, self._peeked = self._peeked, None
-            return rec
-        return next(self._records, None)
-
     def skip(self, chunks: int) -> None:
         """Move past chunks already landed (resume): they are read, not rebuilt."""
-        for _ in range(chunks * self.rows_per_chunk):
-            if self._next() is None:
-                break
-            self._position += 1
+        n = chunks * self.rows_per_chunk
+        self._position += sum(1 for _ in itertools.islice(self._rows, n))
 
     def chunks(self, first: int) -> Iterator[Chunk]:
         k = first
         while True:
             rows: list[list[str]] = []
             rejected: list[list[str]] = []
-            for _ in range(self.rows_per_chunk):
-                rec = self._next()
-                if rec is None:
-                    break
-                out = self.layout.normalise(self._position, rec.fields)
-                self._position += 1
-                if isinstance(out, str):
-                    rejected.append([str(rec.line), out, rec.raw])
+            normalise, position = self.layout.normalise, self._position
+            for line, fields, raw in itertools.islice(self._rows, self.rows_per_chunk):
+                out = normalise(position, fields)
+                position += 1
+                if out.__class__ is str:
+                    rejected.append([str(line), out, raw])
                 else:
                     rows.append(out)
+            self._position = position
             if not rows and not rejected:
                 return
             yield Chunk(k, _csv_bytes(lz.CANONICAL_COLUMNS, rows), len(rows),
@@ -144,14 +140,13 @@ def normalise_importance(copy: LocalCopy) -> tuple[bytes, bytes | None, int, int
     """The canonical importance file, the rejected rows (or None), and the two row counts."""
     name = f"importance {copy.location}"
     with _open_text(copy, "importance") as f:
-        records = read_records(f, name)
-        header = next(records, None)
+        header = next(read_records(f, name), None)
         if header is None:
             raise TxnwatchError(f"{name} is empty")
         layout = importance_layout(header.fields, name)
         rows: list[list[str]] = []
         rejected: list[list[str]] = []
-        for rec in records:
+        for rec in read_records(f, name, layout.quotechar, header.line + header.raw.count("\n") + 1):
             out = layout.normalise(rec.fields)
             if isinstance(out, str):
                 rejected.append([str(rec.line), out, rec.raw])

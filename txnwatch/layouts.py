@@ -45,11 +45,11 @@ class Record(NamedTuple):
     raw: str  # the record's text without its line terminator
 
 
-def read_records(f: TextIO, name: str) -> Iterator[Record]:
+def read_records(f: TextIO, name: str, quotechar: str = '"', first_line: int = 1) -> Iterator[Record]:
     """Stream CSV records with their source line and raw text; blank lines hold no data and are skipped.
 
     A record may span lines (a quoted field with a newline), so the raw text is the lines the csv
-    reader actually consumed for it.
+    reader actually consumed for it. `first_line` is the line number of f's next line.
     """
     consumed: list[str] = []
 
@@ -58,8 +58,8 @@ def read_records(f: TextIO, name: str) -> Iterator[Record]:
             consumed.append(text)
             yield text
 
-    reader = csv.reader(lines())
-    line = 1
+    reader = csv.reader(lines(), quotechar=quotechar)
+    line = first_line
     while True:
         consumed.clear()
         try:
@@ -94,6 +94,7 @@ class TransactionLayout:
     """Turns source records into canonical rows, or a reason to reject them."""
 
     name: str
+    quotechar: str  # how the data rows quote text values
 
     def __init__(self, header: list[str]) -> None:
         self.width = len(header)
@@ -104,38 +105,51 @@ class TransactionLayout:
         if len(fields) != self.width:
             return f"wrong field count: {len(fields)}, expected {self.width}"
         row = self._row(position, fields)
-        if not is_number(row[4]):
-            return f"non-numeric amount: {row[4]!r}"
-        if not row[1]:
-            return "empty customer id"
-        if not row[3]:
-            return "empty merchant id"
-        return row
+        return _check(row)
 
     def _row(self, position: int, fields: list[str]) -> list[str]:
         raise NotImplementedError
 
 
-class BankSimLayout(TransactionLayout):
-    name = "banksim"
+def _check(row: list[str]) -> list[str] | str:
+    amount = row[4]
+    # Fast path for the common "123.45"; the regex settles everything else.
+    if not (amount.isascii() and amount.replace(".", "", 1).isdigit()) and not _NUMBER.match(amount):
+        return f"non-numeric amount: {amount!r}"
+    if not row[1]:
+        return "empty customer id"
+    if not row[3]:
+        return "empty merchant id"
+    return row
 
-    def _row(self, position: int, fields: list[str]) -> list[str]:
-        i = self.index
-        customer = unquote(fields[i["customer"]])
-        return [
-            str(position),  # BankSim has no id: the 0-based data-row number is stable across replays
-            customer,
-            customer,  # BankSim has no names
-            unquote(fields[i["merchant"]]),
-            unquote(fields[i["amount"]]),
-            unquote(fields[i["category"]]),
-            unquote(fields[i["gender"]]),
-            unquote(fields[i["step"]]),
-        ]
+
+class BankSimLayout(TransactionLayout):
+    """BankSim wraps text in single quotes: rows are read with `'` as the quote character, so the
+    csv module strips them (and a quoted comma stays inside its field)."""
+
+    name = "banksim"
+    quotechar = "'"
+
+    def __init__(self, header: list[str]) -> None:
+        super().__init__(header)
+        # The hot path of a full replay: index lookups resolved once, not per row.
+        self.cols = tuple(self.index[c] for c in ("customer", "merchant", "amount", "category", "gender",
+                                                   "step"))
+
+    def normalise(self, position: int, fields: list[str]) -> list[str] | str:
+        if len(fields) != self.width:
+            return f"wrong field count: {len(fields)}, expected {self.width}"
+        c, m, a, t, g, s = self.cols
+        customer = fields[c]
+        # transactionId: BankSim has no id, the 0-based data-row number is stable across replays;
+        # customerName: BankSim has no names.
+        return _check([str(position), customer, customer, fields[m], fields[a], fields[t], fields[g],
+                       fields[s]])
 
 
 class CanonicalLayout(TransactionLayout):
     name = "canonical"
+    quotechar = '"'
 
     def __init__(self, header: list[str]) -> None:
         super().__init__(header)
@@ -170,6 +184,7 @@ class ImportanceLayout:
     transaction_type: int
     weight: int
     width: int
+    quotechar: str = '"'
 
     def normalise(self, fields: list[str]) -> list[str] | str:
         """The canonical importance row, or the reason it is rejected."""
@@ -194,7 +209,7 @@ def importance_layout(header: list[str], name: str) -> ImportanceLayout:
     if len(idx) == len(names):
         if set(BANKSIM_NETWORK_COLUMNS[:4]) <= idx.keys():
             return ImportanceLayout("banksim", idx["Source"], idx["Target"], idx["typeTrans"],
-                                    idx["Weight"], len(names))
+                                    idx["Weight"], len(names), quotechar="'")
         required = {"customerId", "transactionType", "weight"}
         if required <= idx.keys():
             return ImportanceLayout("canonical", idx["customerId"], idx.get("merchantId"),
