@@ -290,3 +290,10 @@ def test_source_from_a_google_drive_id(ingest, tmp_path, monkeypatch):
         monkeypatch.setenv(GDRIVE_BASE_ENV, base)
         summary = ingest(drive_id, tmp_path / "land", rows_per_chunk=5)
     assert (summary.rows, summary.finished) == (5, True)
+
+
+def test_unwritable_landing_zone_is_one_clear_error(ingest, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(TxnwatchError, match=f"file system error: Not a directory .*{blocker.name}"):
+        ingest(write_banksim(tmp_path / "tx.csv", 2), blocker / "land")

@@ -277,10 +277,26 @@ def run_ingest(
         return _run(conn, store, summary, source, importance, schema, rows_per_chunk, interval,
                     max_chunks, s3_client, stop)
     except psycopg.Error as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise TxnwatchError(f"PostgreSQL at {redact(db_url)} failed: {first}") from None
+        raise TxnwatchError(f"PostgreSQL at {redact(db_url)} failed: {_first_line(e)}") from None
+    except OSError as e:
+        where = f" ({e.filename})" if e.filename else ""
+        raise TxnwatchError(f"file system error: {e.strerror or e}{where}") from None
+    except _s3_errors() as e:
+        raise TxnwatchError(f"cannot write the landing zone {store.url}: {_first_line(e)}") from None
     finally:
         conn.close()
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+def _s3_errors() -> tuple[type[Exception], ...]:
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:  # boto3 is only needed for s3:// locations
+        return ()
+    return (BotoCoreError, ClientError)
 
 
 def _run(conn, store, summary, source, importance, schema, rows_per_chunk, interval, max_chunks,
