@@ -3,8 +3,10 @@ the detections equal the reference implementation's."""
 
 from __future__ import annotations
 
+import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from airflow_support import (
@@ -41,7 +43,13 @@ def test_airflow_dags_test_both_dags_concurrently(airflow_local, small_dataset, 
     env = airflow_env(airflow_local, pg_server_url)
     t0 = time.monotonic()
     y = start(dags_test_cmd(airflow_local, "mechanism_y_detect", conf_y), env, tmp_path / "y.log")
-    x = start(dags_test_cmd(airflow_local, "mechanism_x_ingest", conf_x), env, tmp_path / "x.log")
+    # X through the project's CLI wrapper, as a user would: `txnwatch airflow dags test ...`.
+    x_env = dict(env, TXNWATCH_AIRFLOW_HOME=str(airflow_local.home),
+                 TXNWATCH_AIRFLOW_DB=airflow_local.metadata_url.rsplit("/", 1)[1],
+                 TXNWATCH_AIRFLOW_PORT=str(airflow_local.api_port), TXNWATCH_DB_URL=pg_server_url)
+    x_cmd = [str(Path(sys.executable).parent / "txnwatch"), "airflow",
+             *dags_test_cmd(airflow_local, "mechanism_x_ingest", conf_x)[1:]]
+    x = start(x_cmd, x_env, tmp_path / "x.log")
     try:
         x.wait(300)
         y.wait(420)

@@ -27,11 +27,15 @@ class AirflowStack:
             raise RuntimeError(f"airflow db migrate failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
 
     def start(self) -> None:
-        """Start every service in one new process group (the first service leads it)."""
+        """Start every service in one new process group (the first service leads it).
+
+        The group is apart from the caller's, so the caller survives `killpg` and a terminal's Ctrl-C
+        reaches the caller only, which then stops the group cleanly.
+        """
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for name in SERVICES:
             log = open(self.log_dir / f"{name}.log", "ab")
-            kwargs = {"start_new_session": True} if self.pgid is None else {"process_group": self.pgid}
+            kwargs = {"process_group": 0 if self.pgid is None else self.pgid}
             proc = subprocess.Popen([self.la.airflow_executable(), name], env=self.la.env, stdout=log,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, **kwargs)
             log.close()
