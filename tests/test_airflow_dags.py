@@ -67,3 +67,42 @@ def test_airflow_dags_test_both_dags_concurrently(airflow_local, small_dataset, 
     got = detection_keys(read_detections(output))
     assert got == reference_keys(landing, small_dataset["thresholds"])
     assert {p for p, _, _ in got} == {"PatId1", "PatId2", "PatId3"}
+
+
+@pytest.mark.slow
+def test_airflow_x_dag_on_s3_waits_for_the_source(airflow_local, s3_endpoint, s3_bucket, small_dataset,
+                                                  pg_server_url, tmp_path, fresh_schema):
+    """s3:// source and landing: the provider's deferrable S3KeySensor waits for the source object
+    (uploaded after the run started), the producer gets its S3 client from aws_default."""
+    import json
+    import os
+
+    import boto3
+
+    s3 = boto3.client("s3")
+    s3.upload_file(small_dataset["importance"], s3_bucket, "in/importance.csv")
+    conf_x = {"source": f"s3://{s3_bucket}/in/transactions.csv",
+              "importance": f"s3://{s3_bucket}/in/importance.csv",
+              "landing": f"s3://{s3_bucket}/landing", "rows_per_chunk": 10_000, "interval_seconds": 0,
+              "schema": fresh_schema}
+    aws = {"conn_type": "aws", "login": os.environ["AWS_ACCESS_KEY_ID"],
+           "password": os.environ["AWS_SECRET_ACCESS_KEY"],
+           "extra": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"}}
+    env = airflow_env(airflow_local, pg_server_url, AIRFLOW_CONN_AWS_DEFAULT=json.dumps(aws),
+                      TXNWATCH_SENSOR_POKE_S="1")
+    for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        env.pop(k, None)  # the connection alone must carry the endpoint and credentials
+    x = start(dags_test_cmd(airflow_local, "mechanism_x_ingest", conf_x), env, tmp_path / "x.log")
+    try:
+        time.sleep(4)
+        assert x.poll() is None, (tmp_path / "x.log").read_text(errors="replace")[-3000:]
+        s3.upload_file(small_dataset["source"], s3_bucket, "in/transactions.csv")
+        x.wait(240)
+    finally:
+        if x.poll() is None:
+            x.kill()
+    log = (tmp_path / "x.log").read_text(errors="replace")
+    assert x.returncode == 0, log[-5000:]
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket, Prefix="landing/")["Contents"]]
+    assert "landing/_END.json" in keys and "landing/chunk_00000004/transactions.csv" in keys
+    assert "landing/_reference/customer_importance.csv" in keys
