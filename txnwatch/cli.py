@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--landing", required=True, help="landing zone: local folder, file:// or s3://")
     db_args(p)
     p.add_argument("--rows-per-chunk", type=_positive_int, default=10_000)
-    p.add_argument("--interval", type=_non_negative_float, default=1.0, help="seconds between chunks; 0 = flat out")
+    p.add_argument("--interval", type=_non_negative_float, default=1.0,
+                   help="seconds between chunks (0: flat out)")
     p.add_argument("--max-chunks", type=_positive_int, help="replay only the first K chunks")
 
     p = sub.add_parser("detect", help="Mechanism Y: the Spark detection job")
@@ -75,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    # Our own INFO lines are the progress report; boto's (where credentials were found) are noise.
+    for name in ("botocore", "boto3", "s3transfer", "urllib3", "py4j"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         if args.command == "ingest":
             from txnwatch.ingest import command

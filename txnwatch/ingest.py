@@ -389,9 +389,6 @@ def command(args) -> int:
     """`txnwatch ingest`: SIGINT/SIGTERM stop cleanly between chunks."""
     import signal
 
-    # The CLI logs at INFO; boto's INFO lines (where credentials were found) are noise around X's own.
-    for name in ("botocore", "boto3", "s3transfer", "urllib3"):
-        logging.getLogger(name).setLevel(logging.WARNING)
     stop = threading.Event()
     received: list[int] = []
 
