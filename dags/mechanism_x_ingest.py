@@ -67,7 +67,8 @@ def mechanism_x_ingest():
         return split_s3([params["source"], params["importance"]])[0]
 
     wait_s3 = S3KeySensor.partial(
-        task_id="wait_for_s3_source", aws_conn_id=cfg.AWS_CONN_ID, deferrable=True,
+        task_id="wait_for_s3_source", aws_conn_id=cfg.AWS_CONN_ID, deferrable=cfg.S3_SENSOR_DEFERRABLE,
+        mode="poke" if cfg.S3_SENSOR_DEFERRABLE else "reschedule",
         poke_interval=cfg.SENSOR_POKE_S, timeout=cfg.SENSOR_TIMEOUT_S, retries=0,
     ).expand(bucket_key=s3_inputs())
 

@@ -94,8 +94,19 @@ def test_airflow_x_dag_on_s3_waits_for_the_source(airflow_local, s3_endpoint, s3
         env.pop(k, None)  # the connection alone must carry the endpoint and credentials
     x = start(dags_test_cmd(airflow_local, "mechanism_x_ingest", conf_x), env, tmp_path / "x.log")
     try:
-        time.sleep(4)
-        assert x.poll() is None, (tmp_path / "x.log").read_text(errors="replace")[-3000:]
+        from conftest import wait_for
+
+        def sensor_started() -> bool:
+            assert x.poll() is None, (tmp_path / "x.log").read_text(errors="replace")[-3000:]
+            return "starting task_id=wait_for_s3_source" in (tmp_path / "x.log").read_text(errors="replace")
+
+        wait_for(sensor_started, timeout=120, interval=0.2, what="the S3 sensor")
+        time.sleep(3)  # the sensor is waiting (deferred, or rescheduled) for the missing object
+        assert x.poll() is None
+        from txnwatch.orchestration.settings import S3_SENSOR_DEFERRABLE
+
+        text = (tmp_path / "x.log").read_text(errors="replace").lower()
+        assert ("defer" if S3_SENSOR_DEFERRABLE else "reschedul") in text
         s3.upload_file(small_dataset["source"], s3_bucket, "in/transactions.csv")
         x.wait(240)
     finally:

@@ -109,7 +109,8 @@ def test_databricks_dags_test_runs_the_job_on_the_standin(airflow_local, databri
     _land(small_dataset, landing, pg_server_url, schema)
     conf = {"landing": str(landing), "output": str(output), "runner": "databricks", "schema": schema,
             "until_end": True, "thresholds": small_dataset["thresholds"]}
-    env = airflow_env(airflow_local, pg_server_url, **db_env)
+    # Deferrable mode: the run is watched by the provider's trigger (run inline by `dags test`).
+    env = airflow_env(airflow_local, pg_server_url, **db_env, TXNWATCH_DATABRICKS_DEFERRABLE="1")
     log = tmp_path / "dags_test.log"
     t0 = time.monotonic()
     proc = start(dags_test_cmd(airflow_local, "mechanism_y_detect", conf), env, log)

@@ -8,6 +8,7 @@ Variables.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,10 @@ POSTGRES_CONN_ID = os.environ.get("TXNWATCH_POSTGRES_CONN_ID", "postgres_default
 AWS_CONN_ID = os.environ.get("TXNWATCH_AWS_CONN_ID", "aws_default")
 DATABRICKS_CONN_ID = os.environ.get("TXNWATCH_DATABRICKS_CONN_ID", "databricks_default")
 
+def _truthy(value: str | None) -> bool:
+    return str(value).lower() in ("1", "true", "yes", "on")
+
+
 # Where data lives by default: `<repo>/.local` locally, a mounted folder in docker-compose.
 DATA_DIR = Path(os.environ.get("TXNWATCH_DATA_DIR", str(REPO_ROOT / ".local")))
 DEFAULT_SOURCE = os.environ.get("TXNWATCH_SOURCE", str(DATA_DIR / "data" / "transactions.csv"))
@@ -38,13 +43,17 @@ DETECT_TIMEOUT_S = int(os.environ.get("TXNWATCH_DETECT_TIMEOUT_S", str(4 * 3600)
 SENSOR_TIMEOUT_S = int(os.environ.get("TXNWATCH_SENSOR_TIMEOUT_S", str(3600)))
 SENSOR_POKE_S = float(os.environ.get("TXNWATCH_SENSOR_POKE_S", "2"))
 
+# The provider's S3KeySensor defers to the triggerer only with aiobotocore installed (its async client);
+# without it (aiobotocore pins an older botocore than requirements.txt) the sensor reschedules instead,
+# which frees the worker slot between pokes as well. TXNWATCH_S3_SENSOR_DEFERRABLE=0/1 forces a mode.
+_s3_deferrable = os.environ.get("TXNWATCH_S3_SENSOR_DEFERRABLE")
+S3_SENSOR_DEFERRABLE = (_truthy(_s3_deferrable) if _s3_deferrable is not None
+                        else importlib.util.find_spec("aiobotocore") is not None)
+
 # Databricks: whether the submit operator defers to the triggerer while the run is going.
-DATABRICKS_DEFERRABLE = os.environ.get("TXNWATCH_DATABRICKS_DEFERRABLE", "0").lower() in ("1", "true", "yes")
+DATABRICKS_DEFERRABLE = _truthy(os.environ.get("TXNWATCH_DATABRICKS_DEFERRABLE", "0"))
 DATABRICKS_POLL_S = int(os.environ.get("TXNWATCH_DATABRICKS_POLL_S", "30"))
 
-
-def _truthy(value: str | None) -> bool:
-    return str(value).lower() in ("1", "true", "yes", "on")
 
 
 @dataclass(frozen=True)
