@@ -82,11 +82,12 @@ class DatabricksStandin:
 
             def _handle(self, method: str) -> None:
                 url = urlparse(self.path)
-                if method == "GET":
-                    body = {k: v[0] for k, v in parse_qs(url.query).items()}
-                else:
-                    n = int(self.headers.get("Content-Length") or 0)
-                    body = json.loads(self.rfile.read(n) or b"{}")
+                # GET parameters come in the query string (requests) or as a JSON body (the provider's
+                # async client, aiohttp); Databricks accepts both.
+                body = {k: v[0] for k, v in parse_qs(url.query).items()}
+                n = int(self.headers.get("Content-Length") or 0)
+                if n:
+                    body.update(json.loads(self.rfile.read(n) or b"{}"))
                 standin.calls.append((method, url.path, body))
                 if self.headers.get("Authorization") != f"Bearer {standin.token}":
                     return self._reply(401, {"error_code": "UNAUTHENTICATED", "message": "bad token"})
@@ -137,7 +138,9 @@ class DatabricksStandin:
         return 404, {"error_code": "ENDPOINT_NOT_FOUND", "message": f"{method} {op}"}
 
     def describe(self, run: Run) -> dict:
-        return {"run_id": run.run_id, "run_name": run.payload.get("run_name"), "state": run.state(),
+        # One-time runs (runs/submit) get a job id of their own, as on Databricks.
+        return {"run_id": run.run_id, "job_id": run.run_id // 10, "run_name": run.payload.get("run_name"),
+                "state": run.state(), "start_time": int(run.started * 1000),
                 "run_page_url": f"http://standin/#job/runs/{run.run_id}",
                 "tasks": [{"run_id": run.run_id + 1, "task_key": "detect", "state": run.state()}]}
 
