@@ -74,7 +74,7 @@ class SparkSubmitProcess:
         self.env = env
         self.cwd = cwd
         self.proc: subprocess.Popen | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # stop() may run in a signal handler (on_kill) of the same thread
         self.stopped = False
 
     def run(self, on_line: Callable[[str], None]) -> int:
