@@ -26,10 +26,10 @@ import pyarrow.compute as pc
 from txnwatch.config import Thresholds
 from txnwatch.db import connect, init_schema, redact, resolve_db_url
 from txnwatch.detect import state
+from txnwatch.detect.asof import Weights, replay
 from txnwatch.detect.faults import fault
 from txnwatch.detect.output import write_pending
 from txnwatch.detect.reader import read_deltas, read_importance
-from txnwatch.detect.asof import Weights, replay
 from txnwatch.detect.rules import PATTERNS, evaluate
 from txnwatch.detect.weights import collect_weights, compute_weights
 from txnwatch.errors import TxnwatchError
