@@ -128,7 +128,6 @@ def main() -> int:
     from txnwatch.orchestration.airflow_api import AirflowAPI
     from txnwatch.orchestration.stack import AirflowStack
     from txnwatch.orchestration.summary import format_summary
-    from txnwatch.report import collect_report
 
     rows = int(os.environ.get("TXNWATCH_DEMO_ROWS", FULL_ROWS))
     interval = float(os.environ.get("TXNWATCH_DEMO_INTERVAL", "1.0"))
@@ -180,6 +179,8 @@ def main() -> int:
 
         result = run_pipeline(api, conf_x, conf_y, on_progress=show)
         _say(f"DAG runs finished in {result.seconds:.0f}s: {result.states}")
+        from txnwatch.report import collect_report
+
         with connect(la.state_db_url) as conn:
             report = collect_report(conn, DEMO_SCHEMA)
         print("\n=== summary ===\n" + format_summary(report))
