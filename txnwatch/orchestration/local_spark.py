@@ -39,7 +39,8 @@ def spark_submit_command(landing: str, output: str, schema: str, until_end: bool
                          packages: str | None = None) -> list[str]:
     master = master or os.environ.get("TXNWATCH_SPARK_MASTER", "local[2]")
     cmd = [spark_submit_executable(), "--master", master,
-           "--conf", "spark.ui.enabled=false", "--conf", f"spark.pyspark.python={sys.executable}",
+           "--conf", "spark.ui.enabled=false", "--conf", "spark.log.level=WARN",
+           "--conf", f"spark.pyspark.python={sys.executable}",
            "--conf", f"spark.pyspark.driver.python={sys.executable}"]
     # e.g. docker-compose: hadoop-aws for s3a, and s3a settings for MinIO.
     packages = packages or os.environ.get("TXNWATCH_SPARK_PACKAGES")
