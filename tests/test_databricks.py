@@ -54,7 +54,8 @@ def test_databricks_payload_has_secret_references_only(monkeypatch):
     assert task["parameters"][:6] == ["--landing", "s3://bank/landing", "--output", "s3://bank/output",
                                       "--schema", "txnwatch"]
     assert "--until-end" in task["parameters"] and "child_min_txns=80" in task["parameters"]
-    assert payload["libraries"] == [{"whl": cfg.wheel}] and cfg.wheel.endswith(".whl")
+    assert payload["libraries"][0] == {"whl": cfg.wheel} and cfg.wheel.endswith(".whl")
+    assert {"pypi": {"package": "psycopg[binary]==3.3.9"}} in payload["libraries"]
     assert payload["timeout_seconds"] > 0 and payload["idempotency_token"] == "t" * 64
     env = payload["new_cluster"]["spark_env_vars"]
     assert env["TXNWATCH_DB_URL"] == "{{secrets/txnwatch/db_url}}"

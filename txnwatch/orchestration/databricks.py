@@ -56,7 +56,8 @@ def build_submit_payload(*, cfg: DatabricksConfig, landing: str, output: str, sc
             "python_file": cfg.entry_script,
             "parameters": detect_parameters(landing, output, schema, until_end, thresholds),
         },
-        "libraries": [{"whl": cfg.wheel}],
+        "libraries": [{"whl": cfg.wheel}, *({"pypi": {"package": p.strip()}}
+                                            for p in cfg.pypi_packages.split(",") if p.strip())],
         "timeout_seconds": int(cfg.timeout_seconds),
         "idempotency_token": token,
     }

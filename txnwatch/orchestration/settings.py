@@ -62,6 +62,8 @@ class DatabricksConfig:
 
     entry_script: str = "dbfs:/txnwatch/spark_jobs/detect_job.py"
     wheel: str = "dbfs:/txnwatch/dist/txnwatch-0.1.0-py3-none-any.whl"
+    # What the wheel needs beyond the Databricks runtime (which has pyspark, pyarrow, pandas, boto3).
+    pypi_packages: str = "psycopg[binary]==3.3.9"
     existing_cluster_id: str | None = None
     spark_version: str = "16.4.x-scala2.13"
     node_type_id: str = "i3.xlarge"
@@ -78,6 +80,7 @@ class DatabricksConfig:
 _DATABRICKS_KEYS = {
     "entry_script": "TXNWATCH_DATABRICKS_ENTRY_SCRIPT",
     "wheel": "TXNWATCH_DATABRICKS_WHEEL",
+    "pypi_packages": "TXNWATCH_DATABRICKS_PYPI",
     "existing_cluster_id": "TXNWATCH_DATABRICKS_CLUSTER_ID",
     "spark_version": "TXNWATCH_DATABRICKS_SPARK_VERSION",
     "node_type_id": "TXNWATCH_DATABRICKS_NODE_TYPE",
