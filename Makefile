@@ -39,11 +39,15 @@ clean:
 	rm -rf build dist .local .pytest_cache
 
 # --- Airflow (issue 4) -------------------------------------------------------------------------
-.PHONY: airflow-migrate test-airflow compose-env compose-up compose-down
+.PHONY: airflow-migrate airflow-up test-airflow compose-env compose-up compose-down
 
 # Metadata database of the local Airflow (`txnwatch airflow ...` uses the same configuration).
 airflow-migrate: $(STAMP)
 	$(BIN)/txnwatch airflow db migrate
+
+# The local Airflow in the foreground (UI at http://127.0.0.1:8080) until Ctrl-C.
+airflow-up: $(STAMP)
+	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python -m txnwatch.orchestration.stack
 
 # The Airflow tests only (DagBag, Databricks stand-in, dags test, end-to-end through the REST API).
 test-airflow: $(STAMP)

@@ -90,3 +90,33 @@ def _group_alive(pgid: int) -> bool:
         return False
     except PermissionError:
         return True
+
+
+def main() -> int:
+    """`make airflow-up`: the local Airflow in the foreground for the UI flow; Ctrl-C stops it cleanly."""
+    from txnwatch.airflow_local import ADMIN_USER, local_airflow
+    from txnwatch.orchestration.airflow_api import AirflowAPI
+    from txnwatch.orchestration.settings import X_DAG_ID, Y_DAG_ID
+
+    la = local_airflow()
+    stack = AirflowStack(la, la.home / "logs" / "services")
+    print("migrating the metadata database ...", flush=True)
+    stack.migrate()
+    stack.start()
+    try:
+        AirflowAPI(la.api_url, ADMIN_USER, la.admin_password()).wait_ready([X_DAG_ID, Y_DAG_ID], timeout=240)
+        print(f"Airflow UI: {la.api_url}  user {ADMIN_USER}, password in {la.password_file}\n"
+              f"service logs: {stack.log_dir}\nCtrl-C stops every Airflow process.", flush=True)
+        while not stack.dead():
+            time.sleep(1)
+        print(f"a service stopped: {stack.dead()} (see {stack.log_dir})", flush=True)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        print("stopping Airflow ...", flush=True)
+        stack.stop()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
