@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -31,9 +32,10 @@ from txnwatch.detect.faults import fault
 from txnwatch.detect.output import write_pending
 from txnwatch.detect.reader import read_deltas, read_importance
 from txnwatch.detect.rules import PATTERNS, evaluate
+from txnwatch.detect.warmup import warm_up
 from txnwatch.detect.weights import collect_weights, compute_weights
 from txnwatch.errors import TxnwatchError
-from txnwatch.landing import END_KEY, chunk_key
+from txnwatch.landing import END_KEY, REFERENCE_KEY, chunk_key
 from txnwatch.storage import Store, open_store
 
 log = logging.getLogger("txnwatch.detect")
@@ -202,11 +204,14 @@ def run_detect(landing: str, output: str, db_url: str, schema: str = "txnwatch",
             from txnwatch.detect.spark_session import get_spark
 
             spark = get_spark()
+        warm_up(spark, th)
         log.info("detect: landing %s, output %s, db %s schema %s, resuming after chunk %d",
                  landing_store.url, output_store.url, redact(db_url), schema, last)
         # A crash between commit and file write leaves groups unwritten: repair them first.
         summary.files_written += write_pending(conn, schema, output_store, final=finished)
         batcher = _Batcher(spark, conn, schema, landing_store, th, y_start)
+        if landing_store.exists(REFERENCE_KEY):
+            batcher.weights  # noqa: B018 - load now, not on the first chunk's clock
         end_chunks: int | None = None
         while not stop.is_set():
             limit = max_batch_chunks
@@ -231,27 +236,35 @@ def run_detect(landing: str, output: str, db_url: str, schema: str = "txnwatch",
                 if until_end:
                     break
             stop.wait(poll_interval)
+    except psycopg.Error as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise TxnwatchError(f"PostgreSQL at {redact(db_url)} failed: {first}") from None
     finally:
         conn.close()
     _log_summary(summary)
     return summary
 
 
+def _percentile(values: list[float], q: float) -> float | None:
+    """Linear interpolation between closest ranks (numpy's default), for the summary line."""
+    if not values:
+        return None
+    v = sorted(values)
+    pos = (len(v) - 1) * q
+    lo = int(pos)
+    hi = min(lo + 1, len(v) - 1)
+    return v[lo] + (v[hi] - v[lo]) * (pos - lo)
+
+
 def _log_summary(s: DetectSummary) -> None:
-    lags = sorted(s.lags)
+    def sec(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.3f}s"
 
-    def pct(q: float) -> str:
-        if not lags:
-            return "n/a"
-        import statistics
-
-        return f"{statistics.quantiles(lags, n=100, method='inclusive')[int(q) - 1]:.3f}s" if len(lags) > 1 \
-            else f"{lags[0]:.3f}s"
-
-    log.info("summary: %d chunks, %d rows, %d rows and %d chunks quarantined, detections %s, %d files, "
-             "last chunk %d%s, lag p50 %s p95 %s", s.chunks, s.rows, s.quarantined_rows, s.quarantined_chunks,
-             " ".join(f"{p}={v}" for p, v in s.detections.items()), s.files_written, s.last_chunk,
-             " (finished)" if s.finished else "", pct(50), pct(95))
+    log.info("summary: %d chunks, %d rows, %d rows and %d chunks quarantined, new detections %s, %d files, "
+             "last chunk %d%s, lag p50 %s p95 %s max %s", s.chunks, s.rows, s.quarantined_rows,
+             s.quarantined_chunks, " ".join(f"{p}={v}" for p, v in s.detections.items()), s.files_written,
+             s.last_chunk, " (finished)" if s.finished else "", sec(_percentile(s.lags, 0.5)),
+             sec(_percentile(s.lags, 0.95)), sec(max(s.lags) if s.lags else None))
 
 
 def command(args) -> int:
