@@ -117,3 +117,38 @@ def test_airflow_x_dag_on_s3_waits_for_the_source(airflow_local, s3_endpoint, s3
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket, Prefix="landing/")["Contents"]]
     assert "landing/_END.json" in keys and "landing/chunk_00000004/transactions.csv" in keys
     assert "landing/_reference/customer_importance.csv" in keys
+
+
+def test_airflow_producer_on_kill_stops_and_a_retry_resumes(airflow_local, small_dataset, pg_server_url,
+                                                            tmp_path, fresh_schema):
+    """on_kill stops Mechanism X between chunks (the task fails); the retry resumes from the checkpoint
+    and the landing zone ends up exactly as one uninterrupted run would leave it."""
+    import json
+    import subprocess
+
+    from airflow_support import ROOT
+
+    from txnwatch.db import connect
+
+    landing = tmp_path / "landing"
+    env = airflow_env(airflow_local, pg_server_url)
+    args = [small_dataset["source"], small_dataset["importance"], str(landing), fresh_schema]
+
+    def probe(mode: str) -> dict:
+        out = subprocess.run([sys.executable, str(ROOT / "tests" / "airflow_producer_probe.py"), mode, *args],
+                             env=env, capture_output=True, text=True, timeout=300)
+        line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULT:")), None)
+        assert line, out.stdout[-3000:] + out.stderr[-3000:]
+        return json.loads(line[len("RESULT:"):])
+
+    killed = probe("kill")
+    assert killed["outcome"] == "failed" and "stopped" in killed["error"], killed
+    assert killed["stop_seconds"] < 5
+    assert not (landing / "_END.json").exists()
+    with connect(pg_server_url) as conn:
+        last = conn.execute(f"SELECT last_chunk FROM {fresh_schema}.x_checkpoint").fetchone()[0]
+    assert 2 <= last < 8
+    retried = probe("run")
+    assert retried["outcome"] == "success", retried
+    assert retried["summary"]["chunks_landed"] == 8 - last and retried["summary"]["finished"]
+    assert json.loads((landing / "_END.json").read_text())["chunks"] == 8
