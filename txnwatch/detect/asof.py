@@ -52,8 +52,11 @@ class Weights:
         return self.generic.get(c) if w is None else w
 
 
-def replay(deltas: pa.Table, prior: Prior, weights: Weights) -> tuple[pa.Table, pa.Table]:
-    """(customers, merchants) as of each chunk of the batch, in CUSTOMER_ARROW / MERCHANT_ARROW."""
+def replay(deltas: pa.Table, prior: Prior, weights: Weights | None) -> tuple[pa.Table, pa.Table]:
+    """(customers, merchants) as of each chunk of the batch, in CUSTOMER_ARROW / MERCHANT_ARROW.
+
+    `weights` may be None when no merchant of the batch can pass the volume bar: w is then unused.
+    """
     pair: dict[tuple[str, str], list] = {(c, m): [n, s, name] for c, m, n, s, name in prior.stats}
     merchant = {m: [total, f, mm] for m, total, f, mm in prior.merchants}
     counted = set(prior.gender)
@@ -79,7 +82,7 @@ def replay(deltas: pa.Table, prior: Prior, weights: Weights) -> tuple[pa.Table, 
         cols["n"].append(n)
         cols["s"].append(s)
         cols["name"].append(name)
-        cols["w"].append(weights.get(c, m))
+        cols["w"].append(weights.get(c, m) if weights is not None else None)
         cols["touched"].append(touched)
 
     for k in sorted(by_chunk):

@@ -17,6 +17,7 @@ import logging
 import signal
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -79,20 +80,32 @@ class _Batcher:
     def __init__(self, spark, conn, schema: str, landing: Store, th: Thresholds, y_start: datetime) -> None:
         self.spark, self.conn, self.schema, self.landing, self.th = spark, conn, schema, landing, th
         self.y_start = y_start
-        self._weights = None
+        self._weights: Future[Weights] | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="txnwatch-weights")
+
+    def _load_weights(self) -> Weights:
+        importance = read_importance(self.spark, self.landing)
+        if importance is None:
+            return Weights({}, {})
+        weights = collect_weights(compute_weights(importance))
+        log.info("weights for %d (customer, merchant) and %d merchant-less keys", len(weights.specific),
+                 len(weights.generic))
+        return weights
+
+    def prefetch_weights(self) -> None:
+        """Start loading the weights in the background once the reference is published: they take a
+        couple of seconds, and only PatId1 on a merchant past the volume bar has to wait for them."""
+        if self._weights is None and self.landing.exists(REFERENCE_KEY):
+            self._weights = self._pool.submit(self._load_weights)
 
     @property
-    def weights(self):
-        # Loaded at the first batch (X publishes the reference before chunk 1), then reused all run.
-        if self._weights is None:
-            importance = read_importance(self.spark, self.landing)
-            if importance is None:
-                self._weights = Weights({}, {})
-            else:
-                self._weights = collect_weights(compute_weights(importance))
-                log.info("weights for %d (customer, merchant) and %d merchant-less keys",
-                         len(self._weights.specific), len(self._weights.generic))
-        return self._weights
+    def weights(self) -> Weights:
+        if self._weights is None:  # needed before the reference was seen: absent (warned once)
+            self._weights = self._pool.submit(self._load_weights)
+        return self._weights.result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def run(self, chunks: list[int], summary: DetectSummary) -> None:
         spark, conn, schema, th = self.spark, self.conn, self.schema, self.th
@@ -124,7 +137,9 @@ class _Batcher:
             t_rules = 0.0
             if staged.num_rows:
                 prior = state.read_prior(conn, schema, th.upgrade_min_merchant_txns)
-                customers, merchants = replay(staged, prior, self.weights)
+                # Weights matter only where N(m) may pass the volume bar (the full merchants).
+                weights = self.weights if prior.full_merchants else None
+                customers, merchants = replay(staged, prior, weights)
                 t1 = time.monotonic()
                 result = evaluate(spark.createDataFrame(customers), spark.createDataFrame(merchants), th)
                 matches = _earliest(result.toArrow().to_pylist())
@@ -194,6 +209,7 @@ def run_detect(landing: str, output: str, db_url: str, schema: str = "txnwatch",
     output_store = open_store(output, client=s3_client)
     conn = connect(db_url, autocommit=True)
     summary = DetectSummary()
+    batcher: _Batcher | None = None
     try:
         init_schema(conn, schema)
         state.acquire_job_lock(conn, schema)
@@ -210,10 +226,9 @@ def run_detect(landing: str, output: str, db_url: str, schema: str = "txnwatch",
         # A crash between commit and file write leaves groups unwritten: repair them first.
         summary.files_written += write_pending(conn, schema, output_store, final=finished)
         batcher = _Batcher(spark, conn, schema, landing_store, th, y_start)
-        if landing_store.exists(REFERENCE_KEY):
-            batcher.weights  # noqa: B018 - load now, not on the first chunk's clock
         end_chunks: int | None = None
         while not stop.is_set():
+            batcher.prefetch_weights()
             limit = max_batch_chunks
             if end_chunks is not None:
                 limit = min(limit, end_chunks - last)
@@ -240,6 +255,8 @@ def run_detect(landing: str, output: str, db_url: str, schema: str = "txnwatch",
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise TxnwatchError(f"PostgreSQL at {redact(db_url)} failed: {first}") from None
     finally:
+        if batcher is not None:
+            batcher.close()
         conn.close()
     _log_summary(summary)
     return summary

@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from txnwatch.config import Thresholds
 from txnwatch.detect.asof import CUSTOMER_ARROW, MERCHANT_ARROW
@@ -23,23 +23,40 @@ from txnwatch.detect.weights import collect_weights, compute_weights
 from txnwatch.landing import CANONICAL_COLUMNS, IMPORTANCE_COLUMNS, chunk_key
 
 log = logging.getLogger("txnwatch.detect")
+_warmed: set[int] = set()
 
 
-def warm_up(spark, th: Thresholds) -> None:
+def _synthetic_chunk(rows: int) -> str:
+    lines = [",".join(CANONICAL_COLUMNS)]
+    lines += [f"{i},C{i * 7919 % 4000},N{i % 4000},M{i % 50},{i % 97}.{i % 100:02d},t{i % 5},{'FMEU'[i % 4]},{i}"
+              for i in range(rows)]
+    lines.append("x,C1,N")  # one malformed row: the quarantine branch too
+    return "\n".join(lines) + "\n"
+
+
+def warm_up(spark, th: Thresholds, rows: int = 10_000, rounds: int = 2) -> None:
+    """Run the read and rule plans `rounds` times on a chunk-sized synthetic batch, once per session."""
+    if id(spark) in _warmed:
+        return
+    _warmed.add(id(spark))
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="txnwatch-warmup-") as tmp:
         path = Path(tmp) / chunk_key(1)
         path.parent.mkdir(parents=True)
-        path.write_text(",".join(CANONICAL_COLUMNS) + "\n" + "0,C1,N,M1,1.50,t,F,0\n" + "1,C1,N\n")
-        raw = _native_frame(spark, [str(path)])
-        chunk_deltas(raw).toArrow()
+        path.write_text(_synthetic_chunk(rows))
+        for _ in range(rounds):
+            deltas = chunk_deltas(_native_frame(spark, [str(path)])).toArrow()
         spark.createDataFrame(pa.table({c: ["C1"] for c in (*CANONICAL_COLUMNS, CORRUPT)})).count()
-    customers = pa.table({"chunk": [1], "customer_id": ["C1"], "merchant_id": ["M1"], "n": [1],
-                          "s": [Decimal("1.5")], "name": ["N"], "w": [1.0], "touched": [True], "total": [1]},
+    d = deltas.filter(pc.equal(deltas["kind"], "d"))
+    n = d.num_rows
+    customers = pa.table({"chunk": d["chunk"], "customer_id": d["customer_id"], "merchant_id": d["merchant_id"],
+                          "n": d["n"], "s": d["s"], "name": d["name"], "w": pa.array([1.0] * n),
+                          "touched": pa.array([True] * n), "total": pa.array([th.upgrade_min_merchant_txns + 1] * n)},
                          schema=CUSTOMER_ARROW)
     merchants = pa.table({"chunk": [1], "merchant_id": ["M1"], "total": [1], "f": [1], "m": [0]},
                          schema=MERCHANT_ARROW)
-    evaluate(spark.createDataFrame(customers), spark.createDataFrame(merchants), th).toArrow()
+    for _ in range(rounds):
+        evaluate(spark.createDataFrame(customers), spark.createDataFrame(merchants), th).toArrow()
     imp = pa.table({c: ["C1"] if c != "weight" else ["1"] for c in IMPORTANCE_COLUMNS})
     collect_weights(compute_weights(spark.createDataFrame(imp)))
-    log.debug("Spark warmed up in %.1fs", time.monotonic() - started)
+    log.info("Spark warmed up in %.1fs", time.monotonic() - started)
