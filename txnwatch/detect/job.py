@@ -165,9 +165,8 @@ class _Batcher:
                         pat[d.pattern_id] += 1
                 bad_rows = sum(1 for r in bad if r["chunk"] == k)
                 metrics.append(state.ChunkMetrics(k, rows[k], bad_rows, at, pat))
-            committed_at = datetime.now(UTC)
-            state.commit_batch(conn, schema, chunks[-1], fresh, detection_time, self.y_start, metrics,
-                               quarantine, len(chunks), committed_at)
+            committed_at = state.commit_batch(conn, schema, chunks[-1], fresh, detection_time, self.y_start,
+                                              metrics, quarantine, len(chunks))
             fault("before_commit")
         fault("after_commit")
         timing = f"read {t_read:.2f}s, rules {t_rules:.2f}s, total {time.monotonic() - t0:.2f}s"

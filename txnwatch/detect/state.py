@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 import psycopg
 import pyarrow as pa
@@ -145,9 +145,11 @@ class ChunkMetrics:
 
 def commit_batch(conn: psycopg.Connection, schema: str, last_chunk: int, detections: list[Detection],
                  detection_time: datetime, y_start: datetime, metrics: list[ChunkMetrics],
-                 quarantine: list[tuple[int, int | None, str, str | None]], batch_size: int,
-                 committed_at: datetime) -> None:
-    """Inside the batch's transaction (deltas staged): apply state, detections, metrics, checkpoint."""
+                 quarantine: list[tuple[int, int | None, str, str | None]], batch_size: int) -> datetime:
+    """Inside the batch's transaction (deltas staged): apply state, detections, metrics, checkpoint.
+
+    Returns the commit time recorded in the metrics: taken after the bulk writes, just before COMMIT.
+    """
     conn.execute(f"""
         INSERT INTO {schema}.customer_txn_stats AS t (customer_id, merchant_id, txn_count, amount_sum, customer_name)
         SELECT customer_id, merchant_id, sum(n), sum(s), max(name) FROM y_batch_delta
@@ -179,6 +181,7 @@ def commit_batch(conn: psycopg.Connection, schema: str, last_chunk: int, detecti
         with conn.cursor().copy(f"COPY {schema}.y_quarantine (chunk, source_line, reason, raw) FROM STDIN") as cp:
             for row in quarantine:
                 cp.write_row(row)
+    committed_at = datetime.now(UTC)
     for m in metrics:
         conn.execute(
             f"INSERT INTO {schema}.y_chunk_metrics (chunk, rows, quarantined, landed_at, committed_at, "
@@ -187,6 +190,7 @@ def commit_batch(conn: psycopg.Connection, schema: str, last_chunk: int, detecti
              m.pat.get("PatId1", 0), m.pat.get("PatId2", 0), m.pat.get("PatId3", 0)))
     conn.execute(f"UPDATE {schema}.y_checkpoint SET last_chunk = %s, updated_at = now() WHERE id = 1",
                  (last_chunk,))
+    return committed_at
 
 
 def mark_finished(conn: psycopg.Connection, schema: str) -> None:

@@ -34,7 +34,7 @@ def _synthetic_chunk(rows: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def warm_up(spark, th: Thresholds, rows: int = 10_000, rounds: int = 2) -> None:
+def warm_up(spark, th: Thresholds, rows: int = 10_000, rounds: int = 5) -> None:
     """Run the read and rule plans `rounds` times on a chunk-sized synthetic batch, once per session."""
     if id(spark) in _warmed:
         return
