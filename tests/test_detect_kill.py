@@ -36,7 +36,7 @@ def detect_cmd(landing, out, db, schema) -> list[str]:
 
 
 def run(cmd, fault: str | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
+    env = dict(os.environ, TXNWATCH_SPARK_WARMUP="0")  # start-up speed is not the point here
     env.pop("TXNWATCH_FAULT", None)
     if fault:
         env["TXNWATCH_FAULT"] = fault
@@ -86,6 +86,7 @@ def test_random_kill_9_then_restart(tmp_path, pg_server_url, schema):
     seed = random.randrange(1 << 30)
     rnd = random.Random(seed)
     env = {k: v for k, v in os.environ.items() if k != "TXNWATCH_FAULT"}
+    env["TXNWATCH_SPARK_WARMUP"] = "0"
     for _ in range(2):
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
         # Spark starts in ~5-8 s here: kill during start-up, Spark work, commits and file writes.

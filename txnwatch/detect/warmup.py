@@ -8,6 +8,7 @@ shape moves the cost to start-up, before the job reports it is ready, and fills 
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -34,9 +35,12 @@ def _synthetic_chunk(rows: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def warm_up(spark, th: Thresholds, rows: int = 10_000, rounds: int = 5) -> None:
-    """Run the read and rule plans `rounds` times on a chunk-sized synthetic batch, once per session."""
-    if id(spark) in _warmed:
+def warm_up(spark, th: Thresholds, rows: int = 10_000, rounds: int | None = None) -> None:
+    """Run the read and rule plans `rounds` times (default 5, or TXNWATCH_SPARK_WARMUP; 0 = skip) on a
+    chunk-sized synthetic batch, once per session."""
+    if rounds is None:
+        rounds = int(os.environ.get("TXNWATCH_SPARK_WARMUP", "5"))
+    if id(spark) in _warmed or rounds <= 0:
         return
     _warmed.add(id(spark))
     started = time.monotonic()
