@@ -110,13 +110,13 @@ def plot(conn: psycopg.Connection, schema: str, path: str) -> None:
     ax1.set_ylabel("seconds")
     ax1.set_title("Per-chunk lag")
     if events:
-        start = min(t for _, t in events)
+        start = conn.execute(f"SELECT min(committed_at) FROM {s}.y_chunk_metrics").fetchone()[0]
         for p in PATTERNS:
             times = [(t - start).total_seconds() for q, t in events if q == p]
             if times:
                 ax2.step(times, range(1, len(times) + 1), where="post", label=p)
         ax2.legend(loc="upper left")
-    ax2.set_xlabel("seconds since the first detection")
+    ax2.set_xlabel("seconds since the first chunk was committed")
     ax2.set_ylabel("detections (cumulative)")
     ax2.set_title("Detections over time")
     fig.savefig(path, dpi=100)

@@ -35,12 +35,23 @@ def _synthetic_chunk(rows: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _local_master(spark) -> bool:
+    """Warm-up reads a driver-local temp file: only meaningful (and only readable) with a local master,
+    not on a Databricks cluster, whose executors cannot see the driver's /tmp."""
+    if os.environ.get("DATABRICKS_RUNTIME_VERSION"):
+        return False
+    try:
+        return spark.sparkContext.master.startswith("local")
+    except Exception:  # noqa: BLE001 - e.g. Spark Connect has no SparkContext
+        return False
+
+
 def warm_up(spark, th: Thresholds, rows: int = 10_000, rounds: int | None = None) -> None:
     """Run the read and rule plans `rounds` times (default 5, or TXNWATCH_SPARK_WARMUP; 0 = skip) on a
     chunk-sized synthetic batch, once per session."""
     if rounds is None:
         rounds = int(os.environ.get("TXNWATCH_SPARK_WARMUP", "5"))
-    if id(spark) in _warmed or rounds <= 0:
+    if id(spark) in _warmed or rounds <= 0 or not _local_master(spark):
         return
     _warmed.add(id(spark))
     started = time.monotonic()
