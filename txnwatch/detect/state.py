@@ -152,12 +152,14 @@ def commit_batch(conn: psycopg.Connection, schema: str, last_chunk: int, detecti
     """
     conn.execute(f"""
         INSERT INTO {schema}.customer_txn_stats AS t (customer_id, merchant_id, txn_count, amount_sum, customer_name)
-        SELECT customer_id, merchant_id, sum(n), sum(s), max(name) FROM y_batch_delta
+        SELECT customer_id, merchant_id, sum(n), sum(s), max(name COLLATE "C") FROM y_batch_delta
         GROUP BY customer_id, merchant_id
         ON CONFLICT (merchant_id, customer_id) DO UPDATE SET
             txn_count = t.txn_count + excluded.txn_count,
             amount_sum = t.amount_sum + excluded.amount_sum,
-            customer_name = greatest(t.customer_name, excluded.customer_name)""")
+            -- Byte order, as Spark's max() and the driver's replay compare: a locale collation could
+            -- pick another "greatest" name and make the stored name depend on the batch size.
+            customer_name = greatest(t.customer_name COLLATE "C", excluded.customer_name COLLATE "C")""")
     conn.execute(f"""
         INSERT INTO {schema}.merchant_txn_count AS t (merchant_id, txn_count)
         SELECT merchant_id, sum(n) FROM y_batch_delta GROUP BY merchant_id
