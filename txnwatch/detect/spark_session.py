@@ -14,7 +14,9 @@ def get_spark(app_name: str = "txnwatch-detect", master: str | None = None):
 
     builder = SparkSession.builder.appName(app_name)
     # On Databricks the cluster provides the session and its master; locally we pick one.
-    if master or not os.environ.get("DATABRICKS_RUNTIME_VERSION"):
+    # Under spark-submit (the JVM is already up: PYSPARK_GATEWAY_PORT) its --master stands.
+    launched = bool(os.environ.get("DATABRICKS_RUNTIME_VERSION") or os.environ.get("PYSPARK_GATEWAY_PORT"))
+    if master or os.environ.get("TXNWATCH_SPARK_MASTER") or not launched:
         builder = builder.master(master or os.environ.get("TXNWATCH_SPARK_MASTER", "local[2]"))
     conf = {
         # A chunk is ~10k rows: one shuffle partition beats the default 200 (and 2) by a wide margin.
