@@ -1,7 +1,11 @@
 # Two commands matter: `make demo` runs the pipeline, `make test` runs the suite.
 # Both bootstrap .venv from requirements.txt when it is missing or stale.
 SHELL := /bin/bash
-PY ?= $(shell command -v python3.13 || command -v python3.12 || command -v python3.11 || command -v python3)
+# The first interpreter that actually runs and is 3.11+ (a pyenv shim may exist without its version).
+ifeq ($(origin PY),undefined)
+PY := $(shell for p in python3.13 python3.12 python3.11 python3; do \
+	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { command -v $$p; break; }; done)
+endif
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -9,7 +13,7 @@ STAMP := $(VENV)/.installed
 .PHONY: venv test test-fast demo lint bench wheel clean
 
 $(STAMP): requirements.txt pyproject.toml
-	@$(PY) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
+	@test -n "$(PY)" || { echo "Python 3.11+ is required (set PY=/path/to/python3)"; exit 1; }
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --upgrade-strategy only-if-needed -r requirements.txt
 	$(BIN)/pip install --no-deps -e .
