@@ -21,7 +21,7 @@ from x_data import (
 )
 
 from txnwatch.errors import TxnwatchError
-from txnwatch.ingest import run_ingest
+from txnwatch.ingest import publish_importance, run_ingest
 from txnwatch.landing import CANONICAL_COLUMNS, IMPORTANCE_COLUMNS
 
 CANONICAL = list(CANONICAL_COLUMNS)
@@ -123,6 +123,15 @@ def test_importance_is_published_normalised_before_chunk_1(ingest, tmp_path):
     assert parse_csv(ref.read_bytes()) == [list(IMPORTANCE_COLUMNS), ["C1000", "M0", "es_food", "0.5"],
                                            ["C1001", "M1", "es_food", "2.25"]]
     assert ref.stat().st_mtime <= (land / "chunk_00000001/transactions.csv").stat().st_mtime
+
+
+def test_importance_published_ahead_of_the_producer_is_not_published_twice(ingest, importance, tmp_path):
+    land = tmp_path / "land"
+    uri = publish_importance(str(importance), str(land))
+    first = (land / "_reference/customer_importance.csv").read_bytes()
+    assert uri.endswith("_reference/customer_importance.csv")
+    ingest(write_banksim(tmp_path / "tx.csv", 3), land, max_chunks=1, rows_per_chunk=1)
+    assert (land / "_reference/customer_importance.csv").read_bytes() == first
 
 
 def test_importance_without_merchant_column_publishes_an_empty_merchant(ingest, tmp_path):

@@ -172,6 +172,17 @@ def _put_immutable(store: Store, key: str, data: bytes) -> bool:
     return True
 
 
+def publish_importance(importance: str, landing: str, s3_client=None) -> str:
+    """Publish the normalised importance file at the landing zone's REFERENCE_KEY; returns its URI.
+
+    Idempotent (the key is immutable), so the Airflow task that publishes it ahead of the producer and
+    the producer's own publication do not conflict.
+    """
+    store = open_store(landing, client=s3_client)
+    _publish_importance(store, fetch(importance, s3_client))
+    return store.uri(lz.REFERENCE_KEY)
+
+
 def _publish_importance(store: Store, copy: LocalCopy) -> None:
     data, rejected, n, n_rejected = normalise_importance(copy)
     if rejected is not None:

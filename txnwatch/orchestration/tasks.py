@@ -26,17 +26,11 @@ def db_url_for(postgres_conn_id: str) -> str:
 
 
 def publish_importance_file(importance: str, landing: str, aws_conn_id: str) -> str:
-    """Publish the normalised importance file with Mechanism X's own helper; returns its URI."""
-    from txnwatch import ingest
-    from txnwatch.landing import REFERENCE_KEY
-    from txnwatch.sources import fetch
-    from txnwatch.storage import open_store
+    """Publish the normalised importance file with Mechanism X's own publisher; returns its URI."""
+    from txnwatch.ingest import publish_importance
 
     client = s3_client_for(aws_conn_id) if uses_s3(importance, landing) else None
-    store = open_store(landing, client=client)
-    # Mechanism X's own publisher: immutable key, so the producer's publication later is a no-op.
-    ingest._publish_importance(store, fetch(importance, client))
-    return store.uri(REFERENCE_KEY)
+    return publish_importance(importance, landing, s3_client=client)
 
 
 def landing_ready_via_connection(landing: str, aws_conn_id: str) -> bool:
