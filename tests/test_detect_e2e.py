@@ -166,3 +166,36 @@ def test_schema_bound_to_one_stream(tmp_path, spark, pg_server_url, schema):
     run_detect(landing.url, str(tmp_path / "out"), pg_server_url, schema, until_end=True, spark=spark)
     with pytest.raises(TxnwatchError, match="already tracks landing"):
         run_detect(landing.url, str(tmp_path / "other"), pg_server_url, schema, until_end=True, spark=spark)
+
+
+def test_reapplying_a_committed_chunk_changes_nothing(tmp_path, spark, pg_server_url, schema):
+    from datetime import UTC, datetime
+
+    from txnwatch.db import connect
+    from txnwatch.detect.job import DetectSummary, _Batcher
+
+    rows, imp = build_rows(1_500, seed=6)
+    landing = open_store(str(tmp_path / "landing"))
+    land(landing, rows, imp, 500)
+    run_detect(landing.url, str(tmp_path / "out"), pg_server_url, schema, until_end=True, thresholds=LOW,
+               spark=spark)
+    tables = ("customer_txn_stats", "merchant_txn_count", "merchant_gender_customers", "detected_patterns",
+              "y_chunk_metrics", "y_checkpoint")
+
+    def snapshot(conn):
+        return {t: conn.execute(f"SELECT * FROM {schema}.{t} ORDER BY 1, 2").fetchall() for t in tables}
+
+    conn = connect(pg_server_url, autocommit=True)
+    try:
+        before = snapshot(conn)
+        batcher = _Batcher(spark, conn, schema, landing, LOW, datetime.now(UTC))
+        batcher.run([2, 3], DetectSummary())  # already committed: the checkpoint check makes it a no-op
+        batcher.close()
+        assert snapshot(conn) == before
+    finally:
+        conn.close()
+
+
+def test_postgres_down_is_one_clear_error(tmp_path, spark):
+    with pytest.raises(TxnwatchError, match="cannot connect to PostgreSQL"):
+        run_detect(str(tmp_path / "l"), str(tmp_path / "o"), "postgresql://u:pw@127.0.0.1:1/x", spark=spark)
