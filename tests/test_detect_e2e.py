@@ -199,3 +199,26 @@ def test_reapplying_a_committed_chunk_changes_nothing(tmp_path, spark, pg_server
 def test_postgres_down_is_one_clear_error(tmp_path, spark):
     with pytest.raises(TxnwatchError, match="cannot connect to PostgreSQL"):
         run_detect(str(tmp_path / "l"), str(tmp_path / "o"), "postgresql://u:pw@127.0.0.1:1/x", spark=spark)
+
+
+def test_chunk_spark_cannot_read_is_quarantined(tmp_path, spark, pg_server_url, schema, monkeypatch):
+    """A chunk whose file Spark fails on (here: it vanishes after the header check) is retried alone,
+    then quarantined whole; the other chunks of its batch go through."""
+    import txnwatch.detect.reader as reader
+
+    rows, imp = build_rows(1_500, seed=8)
+    landing = open_store(str(tmp_path / "landing"))
+    land(landing, rows, imp, 500)
+    real = reader._native_frame
+
+    def flaky(spark_, paths):
+        return real(spark_, [p.replace("chunk_00000002", "gone_00000002") for p in paths])
+
+    monkeypatch.setattr(reader, "_native_frame", flaky)
+    out = open_store(str(tmp_path / "out"))
+    summary = run_detect(landing.url, out.url, pg_server_url, schema, until_end=True, thresholds=LOW,
+                         spark=spark)
+    assert summary.finished and summary.chunks == 3 and summary.rows == 1_000 and summary.quarantined_chunks == 1
+    with psycopg.connect(pg_server_url) as conn:
+        q = conn.execute(f"SELECT chunk, reason FROM {schema}.y_quarantine").fetchall()
+    assert len(q) == 1 and q[0][0] == 2 and "Spark could not read" in q[0][1]

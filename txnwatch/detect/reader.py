@@ -225,31 +225,59 @@ class ChunkRead:
     unreadable: str | None = None  # reason the whole chunk was quarantined
 
 
+def _collect(spark: SparkSession, paths: list[str], tables: list[pa.Table]) -> pa.Table:
+    raw = _native_frame(spark, paths) if paths else spark.createDataFrame(pa.concat_tables(tables))
+    return chunk_deltas(raw).toArrow()
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else type(e).__name__
+
+
 def read_deltas(spark: SparkSession, store: Store,
                 chunks: list[int]) -> tuple[pa.Table | None, list[ChunkRead]]:
-    """One Spark job for a batch: the deltas and rejected rows of all readable chunks, as Arrow."""
+    """One Spark job for a batch: the deltas and rejected rows of all readable chunks, as Arrow.
+
+    If Spark fails on the batch (a file that vanished or cannot be decoded), the chunks are retried one
+    by one, twice each; a chunk that still fails is quarantined whole, unless Spark itself is down, in
+    which case the error propagates (a restart resumes at the same chunk: nothing is skipped).
+    """
     reads = []
-    paths: list[str] = []
-    tables: list[pa.Table] = []
+    items: list[tuple[int, str | None, pa.Table | None]] = []
     for k in chunks:
         try:
             path = spark_path(store, chunk_key(k))
             if path is not None:
                 check_chunk_header(store, k)
-                paths.append(path)
+                items.append((k, path, None))
             else:
-                tables.append(_driver_table(store, k))
+                items.append((k, None, _driver_table(store, k)))
             reads.append(ChunkRead(k))
         except ChunkUnreadable as e:
             log.warning("chunk %d quarantined: %s", k, e)
             reads.append(ChunkRead(k, unreadable=str(e)))
-    if paths:
-        raw = _native_frame(spark, paths)
-    elif tables:
-        raw = spark.createDataFrame(pa.concat_tables(tables))
-    else:
+    if not items:
         return None, reads
-    return chunk_deltas(raw).toArrow(), reads
+    try:
+        return _collect(spark, [p for _, p, _ in items if p], [t for _, _, t in items if t is not None]), reads
+    except Exception as e:  # noqa: BLE001 - narrowed below, chunk by chunk
+        log.warning("Spark failed on chunks %d-%d (%s): retrying them one by one", chunks[0], chunks[-1],
+                    _first_line(e))
+    parts = []
+    by_chunk = {r.chunk: r for r in reads}
+    for k, path, table in items:
+        for attempt in (1, 2):
+            try:
+                parts.append(_collect(spark, [path] if path else [], [table] if table is not None else []))
+                break
+            except Exception as e:  # noqa: BLE001
+                spark.range(1).count()  # Spark itself down? Then this raises and the job stops here.
+                if attempt == 2:
+                    reason = f"unreadable: Spark could not read {store.uri(chunk_key(k))}: {_first_line(e)}"
+                    log.warning("chunk %d quarantined: %s", k, reason)
+                    by_chunk[k].unreadable = reason
+    return (pa.concat_tables(parts) if parts else None), reads
 
 
 def read_importance(spark: SparkSession, store: Store) -> DataFrame | None:
