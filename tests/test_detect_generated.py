@@ -25,10 +25,11 @@ def test_generated_data_set_equals_reference(tmp_path, spark, pg_server_url, sch
     files = generate(ROWS, seed=11, layout=layout, out_dir=tmp_path / "gen")
     landing = open_store(str(tmp_path / "landing"))
     run_ingest(str(files.transactions), str(files.importance), landing.url, pg_server_url, schema,
-               rows_per_chunk=10_000, interval=0)
-    th = dataclasses.replace(Thresholds(**scaled_thresholds(ROWS)), child_min_txns=20)
+               rows_per_chunk=5_000, interval=0)
+    # Volume and gender bars scaled to the data set; CHILD and UPGRADE loosened so that they fire often.
+    th = dataclasses.replace(Thresholds(**scaled_thresholds(ROWS)), child_min_txns=8, upgrade_weight_percentile=0.2)
     ref = detect_store(landing, REFERENCE_KEY, th)
-    assert {d.pattern_id for d in ref} == {"PatId1", "PatId2", "PatId3"}, ref
+    assert {d.pattern_id for d in ref} == {"PatId1", "PatId2", "PatId3"} and len(ref) > 50, ref
     out = open_store(str(tmp_path / "out"))
     summary = run_detect(landing.url, out.url, pg_server_url, schema, until_end=True, max_batch_chunks=2,
                          thresholds=th, spark=spark)
@@ -39,4 +40,4 @@ def test_generated_data_set_equals_reference(tmp_path, spark, pg_server_url, sch
             f"SELECT count(*) FROM {schema}.y_chunk_metrics y JOIN {schema}.x_chunks x USING (chunk) "
             "WHERE y.landed_at IS DISTINCT FROM x.landed_at").fetchone()[0]
         n = conn.execute(f"SELECT count(*) FROM {schema}.y_chunk_metrics").fetchone()[0]
-    assert n == ROWS // 10_000 and missing == 0
+    assert n == ROWS // 5_000 and missing == 0
