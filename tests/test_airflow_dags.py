@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -21,25 +20,15 @@ from airflow_support import (
 pytest_plugins = ["airflow_fixtures"]
 
 
-@pytest.fixture
-def fresh_schema(pg_server_url):
-    from txnwatch.db import connect
-
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    yield name
-    with connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
-
-
 @pytest.mark.slow
 def test_airflow_dags_test_both_dags_concurrently(airflow_local, small_dataset, pg_server_url, tmp_path,
-                                                  fresh_schema):
+                                                  schema):
     landing, output = tmp_path / "landing", tmp_path / "output"
     conf_x = {"source": small_dataset["source"], "importance": small_dataset["importance"],
               "landing": str(landing), "rows_per_chunk": 5000, "interval_seconds": 0.2,
-              "schema": fresh_schema}
+              "schema": schema}
     conf_y = {"landing": str(landing), "output": str(output), "runner": "local", "until_end": True,
-              "schema": fresh_schema, "thresholds": small_dataset["thresholds"]}
+              "schema": schema, "thresholds": small_dataset["thresholds"]}
     env = airflow_env(airflow_local, pg_server_url)
     t0 = time.monotonic()
     y = start(dags_test_cmd(airflow_local, "mechanism_y_detect", conf_y), env, tmp_path / "y.log")
@@ -71,7 +60,7 @@ def test_airflow_dags_test_both_dags_concurrently(airflow_local, small_dataset, 
 
 @pytest.mark.slow
 def test_airflow_x_dag_on_s3_waits_for_the_source(airflow_local, s3_endpoint, s3_bucket, small_dataset,
-                                                  pg_server_url, tmp_path, fresh_schema):
+                                                  pg_server_url, tmp_path, schema):
     """s3:// source and landing: the provider's deferrable S3KeySensor waits for the source object
     (uploaded after the run started), the producer gets its S3 client from aws_default."""
     import json
@@ -84,7 +73,7 @@ def test_airflow_x_dag_on_s3_waits_for_the_source(airflow_local, s3_endpoint, s3
     conf_x = {"source": f"s3://{s3_bucket}/in/transactions.csv",
               "importance": f"s3://{s3_bucket}/in/importance.csv",
               "landing": f"s3://{s3_bucket}/landing", "rows_per_chunk": 10_000, "interval_seconds": 0,
-              "schema": fresh_schema}
+              "schema": schema}
     aws = {"conn_type": "aws", "login": os.environ["AWS_ACCESS_KEY_ID"],
            "password": os.environ["AWS_SECRET_ACCESS_KEY"],
            "extra": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"}}
@@ -120,7 +109,7 @@ def test_airflow_x_dag_on_s3_waits_for_the_source(airflow_local, s3_endpoint, s3
 
 
 def test_airflow_producer_on_kill_stops_and_a_retry_resumes(airflow_local, small_dataset, pg_server_url,
-                                                            tmp_path, fresh_schema):
+                                                            tmp_path, schema):
     """on_kill stops Mechanism X between chunks (the task fails); the retry resumes from the checkpoint
     and the landing zone ends up exactly as one uninterrupted run would leave it."""
     import json
@@ -132,7 +121,7 @@ def test_airflow_producer_on_kill_stops_and_a_retry_resumes(airflow_local, small
 
     landing = tmp_path / "landing"
     env = airflow_env(airflow_local, pg_server_url)
-    args = [small_dataset["source"], small_dataset["importance"], str(landing), fresh_schema]
+    args = [small_dataset["source"], small_dataset["importance"], str(landing), schema]
 
     def probe(mode: str) -> dict:
         out = subprocess.run([sys.executable, str(ROOT / "tests" / "airflow_producer_probe.py"), mode, *args],
@@ -146,7 +135,7 @@ def test_airflow_producer_on_kill_stops_and_a_retry_resumes(airflow_local, small
     assert killed["stop_seconds"] < 5
     assert not (landing / "_END.json").exists()
     with connect(pg_server_url) as conn:
-        last = conn.execute(f"SELECT last_chunk FROM {fresh_schema}.x_checkpoint").fetchone()[0]
+        last = conn.execute(f"SELECT last_chunk FROM {schema}.x_checkpoint").fetchone()[0]
     assert 2 <= last < 8
     retried = probe("run")
     assert retried["outcome"] == "success", retried

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import uuid
 
 import pytest
 from airflow_support import SECRET_PASSWORD, airflow_env, detection_keys, read_detections, reference_keys
@@ -14,19 +13,9 @@ from airflow_support import SECRET_PASSWORD, airflow_env, detection_keys, read_d
 pytest_plugins = ["airflow_fixtures"]
 
 
-@pytest.fixture
-def fresh_schema(pg_server_url):
-    from txnwatch.db import connect
-
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    yield name
-    with connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
-
-
 @pytest.mark.slow
 def test_airflow_e2e_rest_api_triggers_both_dags(airflow_local, small_dataset, pg_server_url, tmp_path,
-                                                 fresh_schema):
+                                                 schema):
     from txnwatch.airflow_local import ADMIN_USER
     from txnwatch.demo import run_pipeline
     from txnwatch.orchestration.airflow_api import AirflowAPI
@@ -35,9 +24,9 @@ def test_airflow_e2e_rest_api_triggers_both_dags(airflow_local, small_dataset, p
     landing, output = tmp_path / "landing", tmp_path / "output"
     conf_x = {"source": small_dataset["source"], "importance": small_dataset["importance"],
               "landing": str(landing), "rows_per_chunk": 5000, "interval_seconds": 0.2,
-              "max_chunks": None, "schema": fresh_schema}
+              "max_chunks": None, "schema": schema}
     conf_y = {"landing": str(landing), "output": str(output), "runner": "local", "until_end": True,
-              "schema": fresh_schema, "thresholds": small_dataset["thresholds"]}
+              "schema": schema, "thresholds": small_dataset["thresholds"]}
     # postgres_default with a password (ignored by trust auth) that must not show up in any log.
     la = dataclasses.replace(airflow_local, env=airflow_env(airflow_local, pg_server_url))
     stack = AirflowStack(la, tmp_path / "services")
