@@ -110,11 +110,14 @@ def plot(conn: psycopg.Connection, schema: str, path: str) -> None:
     ax1.set_ylabel("seconds")
     ax1.set_title("Per-chunk lag")
     if events:
-        start = conn.execute(f"SELECT min(committed_at) FROM {s}.y_chunk_metrics").fetchone()[0]
+        start, end = conn.execute(
+            f"SELECT min(committed_at), max(committed_at) FROM {s}.y_chunk_metrics").fetchone()
+        span = (end - start).total_seconds()
         for p in PATTERNS:
             times = [(t - start).total_seconds() for q, t in events if q == p]
             if times:
-                ax2.step(times, range(1, len(times) + 1), where="post", label=p)
+                # Held flat to the last commit, so the curve spans the whole run, not just the detections.
+                ax2.step([*times, span], [*range(1, len(times) + 1), len(times)], where="post", label=p)
         ax2.legend(loc="upper left")
     ax2.set_xlabel("seconds since the first chunk was committed")
     ax2.set_ylabel("detections (cumulative)")
