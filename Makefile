@@ -46,8 +46,10 @@ clean:
 .PHONY: airflow-migrate airflow-up test-airflow compose-env compose-up compose-down
 
 # Metadata database of the local Airflow (`txnwatch airflow ...` uses the same configuration).
+# `dags reserialize` registers the DAG bundle, so concurrent `dags test` runs do not race to create it.
 airflow-migrate: $(STAMP)
 	$(BIN)/txnwatch airflow db migrate
+	$(BIN)/txnwatch airflow dags reserialize
 
 # The local Airflow in the foreground (UI at http://127.0.0.1:8080) until Ctrl-C.
 airflow-up: $(STAMP)
