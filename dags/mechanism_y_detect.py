@@ -68,8 +68,8 @@ def mechanism_y_detect():
     create_tables = SQLExecuteQueryOperator(
         task_id="create_state_tables",
         conn_id=cfg.POSTGRES_CONN_ID,
-        sql=["SELECT pg_advisory_xact_lock(hashtext('txnwatch-init:{{ params.schema }}'))",
-             "init_postgres_tables.sql"],
+        # One transaction (autocommit off): the file's advisory lock serialises the two DAGs' initialisers.
+        sql="init_postgres_tables.sql",
         autocommit=False,
     )
 

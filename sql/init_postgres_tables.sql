@@ -2,6 +2,10 @@
 -- The schema name is a Jinja parameter so that Airflow's SQL operators and txnwatch.db render the
 -- same file: {{ params.schema }}.
 
+-- Run it in one transaction: this lock serialises concurrent initialisers (both DAGs start together),
+-- since CREATE ... IF NOT EXISTS races on the catalog.
+SELECT pg_advisory_xact_lock(hashtext('txnwatch-init:{{ params.schema }}'));
+
 CREATE SCHEMA IF NOT EXISTS {{ params.schema }};
 
 -- Mechanism X ---------------------------------------------------------------------------------

@@ -48,6 +48,27 @@ def test_ddl_is_idempotent(db, schema):
             "y_checkpoint"} <= tables
 
 
+def test_concurrent_initialisers_of_a_new_schema_do_not_collide(pg_server_url):
+    """Both DAGs create the tables at the same moment; the DDL's advisory lock serialises them."""
+    import uuid
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = [f"t_{uuid.uuid4().hex[:12]}" for _ in range(5)]
+
+    def init(name: str) -> None:
+        with connect(pg_server_url, autocommit=True) as conn:
+            init_schema(conn, name)
+
+    try:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            for name in names:
+                list(pool.map(init, [name] * 4))  # raises if any initialiser failed
+    finally:
+        with connect(pg_server_url, autocommit=True) as conn:
+            for name in names:
+                conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+
+
 def test_schema_name_is_validated():
     with pytest.raises(TxnwatchError, match="invalid schema name"):
         render_sql("init_postgres_tables.sql", "x; DROP TABLE y")

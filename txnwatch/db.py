@@ -66,7 +66,5 @@ def render_sql(name: str, schema: str) -> str:
 
 def init_schema(conn: psycopg.Connection, schema: str) -> None:
     """Create the schema and all tables if absent (idempotent, safe under concurrent callers)."""
-    with conn.transaction():
-        # Serialise concurrent initialisers: CREATE ... IF NOT EXISTS races on the catalog.
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"txnwatch-init:{schema}",))
+    with conn.transaction():  # the file takes its own advisory lock, held until this commits
         conn.execute(render_sql("init_postgres_tables.sql", schema))
