@@ -10,12 +10,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-fast demo lint bench wheel clean
+.PHONY: venv test demo lint bench wheel clean
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt constraints.txt pyproject.toml
 	@test -n "$(PY)" || { echo "Python 3.11+ is required (set PY=/path/to/python3)"; exit 1; }
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install --upgrade-strategy only-if-needed -r requirements.txt
+	$(BIN)/pip install -r requirements.txt -c constraints.txt
 	$(BIN)/pip install --no-deps -e .
 	@touch $(STAMP)
 
