@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+from conftest import wait_for
 
 from txnwatch.db import connect, init_schema, render_sql
 from txnwatch.errors import TxnwatchError
@@ -67,6 +71,25 @@ def test_concurrent_initialisers_of_a_new_schema_do_not_collide(pg_server_url):
         with connect(pg_server_url, autocommit=True) as conn:
             for name in names:
                 conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+
+
+def test_without_a_server_an_embedded_one_is_started_under_the_local_dir(tmp_path, monkeypatch):
+    from txnwatch.embedded_pg import embedded_db_url
+
+
+    monkeypatch.setenv("TXNWATCH_LOCAL_DIR", str(tmp_path))
+    try:
+        url = embedded_db_url()
+        with connect(url, autocommit=True) as conn:
+            init_schema(conn, "embedded")
+            assert conn.execute("SELECT count(*) FROM embedded.detected_patterns").fetchone() == (0,)
+        assert (tmp_path / "pgdata" / "PG_VERSION").exists()
+    finally:  # the project leaves it running for the next command; a test must not
+        pid_file = tmp_path / "pgdata" / "postmaster.pid"
+        if pid_file.exists():  # runs as another user when we are root: signal it (fast shutdown)
+            pid = int(pid_file.read_text().split()[0])
+            os.kill(pid, signal.SIGINT)
+            wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout=30, what="embedded server to stop")
 
 
 def test_schema_name_is_validated():
