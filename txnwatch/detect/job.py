@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import psycopg
-import pyarrow as pa
 import pyarrow.compute as pc
 
 from txnwatch.config import Thresholds
@@ -40,8 +39,6 @@ from txnwatch.landing import END_KEY, REFERENCE_KEY, chunk_key
 from txnwatch.storage import Store, open_store
 
 log = logging.getLogger("txnwatch.detect")
-
-DELTA_COLUMNS = ["chunk", "customer_id", "merchant_id", "n", "s", "name", "has_f", "has_m"]
 
 
 @dataclass
@@ -112,13 +109,11 @@ class _Batcher:
         t0 = time.monotonic()
         collected, reads = read_deltas(spark, self.landing, chunks)
         t_read = time.monotonic() - t0
-        if collected is None:
-            collected = pa.table({"kind": pa.array([], pa.string())})
-            deltas = None
+        if collected is None:  # no readable chunk in the batch
+            staged, bad = state.DELTA_ARROW.empty_table(), []
         else:
-            deltas = collected.filter(pc.equal(collected["kind"], "d")).select(DELTA_COLUMNS)
-        bad = (collected.filter(pc.equal(collected["kind"], "q")).to_pylist()
-               if "reason" in collected.column_names else [])
+            staged = collected.filter(pc.equal(collected["kind"], "d")).select(state.DELTA_ARROW.names)
+            bad = collected.filter(pc.equal(collected["kind"], "q")).to_pylist()
         quarantine = [(r["chunk"], r["line"], r["reason"], r["raw"]) for r in bad]
         quarantine += [(r.chunk, None, r.unreadable, None) for r in reads if r.unreadable]
         fault("after_spark_read")
@@ -127,11 +122,6 @@ class _Batcher:
             if not state.begin_batch(conn, schema, chunks[0]):
                 log.warning("chunks %d-%d already committed: skipped", chunks[0], chunks[-1])
                 return
-            staged = deltas if deltas is not None else pa.table(
-                {c: pa.array([], t) for c, t in [("chunk", pa.int32()), ("customer_id", pa.string()),
-                                                  ("merchant_id", pa.string()), ("n", pa.int64()),
-                                                  ("s", pa.decimal128(38, 10)), ("name", pa.string()),
-                                                  ("has_f", pa.bool_()), ("has_m", pa.bool_())]})
             state.stage_deltas(conn, staged)
             matches: list[state.Detection] = []
             t_rules = 0.0

@@ -69,13 +69,19 @@ def begin_batch(conn: psycopg.Connection, schema: str, first_chunk: int) -> bool
     return True
 
 
+# The batch's per-chunk deltas as the reader collects them and stage_deltas copies them.
+DELTA_ARROW = pa.schema([
+    ("chunk", pa.int32()), ("customer_id", pa.string()), ("merchant_id", pa.string()), ("n", pa.int64()),
+    ("s", pa.decimal128(38, 10)), ("name", pa.string()), ("has_f", pa.bool_()), ("has_m", pa.bool_()),
+])
+
+
 def stage_deltas(conn: psycopg.Connection, deltas: pa.Table) -> None:
     """Copy the batch's per-chunk deltas into a temp table: the prior-state reads and upserts join it."""
     conn.execute(_TEMP_DDL)
-    cols = ["chunk", "customer_id", "merchant_id", "n", "s", "name", "has_f", "has_m"]
+    cols = DELTA_ARROW.names
     data = deltas.select(cols).to_pydict()
-    with conn.cursor().copy("COPY y_batch_delta (chunk, customer_id, merchant_id, n, s, name, has_f, has_m) "
-                            "FROM STDIN") as cp:
+    with conn.cursor().copy(f"COPY y_batch_delta ({', '.join(cols)}) FROM STDIN") as cp:
         for row in zip(*(data[c] for c in cols), strict=True):
             cp.write_row(row)
 
