@@ -12,7 +12,7 @@ import pytest
 from conftest import wait_for
 
 from txnwatch.db import connect, init_schema, render_sql
-from txnwatch.errors import TxnwatchError
+from txnwatch.errors import TxnwatchError, first_line
 from txnwatch.storage import open_store
 
 
@@ -90,6 +90,12 @@ def test_without_a_server_an_embedded_one_is_started_under_the_local_dir(tmp_pat
             pid = int(pid_file.read_text().split()[0])
             os.kill(pid, signal.SIGINT)
             wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout=30, what="embedded server to stop")
+
+
+def test_one_line_errors_keep_the_first_line_and_name_an_empty_message():
+    assert first_line(RuntimeError("  boom\n  detail\n")) == "boom"
+    assert first_line(RuntimeError("")) == "RuntimeError"
+    assert first_line(ValueError("x" * 500), limit=300) == "x" * 300
 
 
 def test_schema_name_is_validated():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psycopg
 
-from txnwatch.errors import TxnwatchError
+from txnwatch.errors import TxnwatchError, first_line
 
 DEFAULT_SCHEMA = "txnwatch"
 LOCAL_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -54,8 +54,7 @@ def connect(url: str, **kwargs) -> psycopg.Connection:
     try:
         return psycopg.connect(url, connect_timeout=5, **kwargs)
     except psycopg.OperationalError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise TxnwatchError(f"cannot connect to PostgreSQL at {redact(url)}: {first}") from None
+        raise TxnwatchError(f"cannot connect to PostgreSQL at {redact(url)}: {first_line(e)}") from None
 
 
 def render_sql(name: str, schema: str) -> str:

@@ -34,7 +34,7 @@ import psycopg
 
 from txnwatch import landing as lz
 from txnwatch.db import check_schema, connect, init_schema, redact, resolve_db_url
-from txnwatch.errors import TxnwatchError
+from txnwatch.errors import TxnwatchError, first_line
 from txnwatch.layouts import (
     REJECTED_COLUMNS,
     TransactionLayout,
@@ -288,18 +288,14 @@ def run_ingest(
         return _run(conn, store, summary, source, importance, schema, rows_per_chunk, interval,
                     max_chunks, s3_client, stop)
     except psycopg.Error as e:
-        raise TxnwatchError(f"PostgreSQL at {redact(db_url)} failed: {_first_line(e)}") from None
+        raise TxnwatchError(f"PostgreSQL at {redact(db_url)} failed: {first_line(e)}") from None
     except OSError as e:
         where = f" ({e.filename})" if e.filename else ""
         raise TxnwatchError(f"file system error: {e.strerror or e}{where}") from None
     except _s3_errors() as e:
-        raise TxnwatchError(f"cannot write the landing zone {store.url}: {_first_line(e)}") from None
+        raise TxnwatchError(f"cannot write the landing zone {store.url}: {first_line(e)}") from None
     finally:
         conn.close()
-
-
-def _first_line(e: Exception) -> str:
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 def _s3_errors() -> tuple[type[Exception], ...]:

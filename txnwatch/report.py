@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 
 from txnwatch.db import check_schema, connect, redact, resolve_db_url
-from txnwatch.errors import TxnwatchError
+from txnwatch.errors import TxnwatchError, first_line
 
 PATTERNS = ("PatId1", "PatId2", "PatId3")
 
@@ -134,7 +134,7 @@ def command(args) -> int:
             if args.plot:
                 plot(conn, args.schema, args.plot)
         except psycopg.Error as e:
-            raise TxnwatchError(f"PostgreSQL at {redact(url)}: {str(e).strip().splitlines()[0]}") from None
+            raise TxnwatchError(f"PostgreSQL at {redact(url)}: {first_line(e)}") from None
     if args.json:
         print(json.dumps(report))
     else:

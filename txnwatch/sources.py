@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import parse_qs, urlparse, urlunparse
 
-from txnwatch.errors import TxnwatchError
+from txnwatch.errors import TxnwatchError, first_line
 
 GDRIVE_BASE_ENV = "TXNWATCH_GDRIVE_BASE_URL"
 DEFAULT_GDRIVE_BASE = "https://drive.google.com"
@@ -203,5 +203,4 @@ def _reason(e: Exception) -> str:
         return f"connection failed ({inner.group(1).strip()})" if inner else "connection failed"
     if isinstance(e, requests.HTTPError) and e.response is not None:
         return f"HTTP {e.response.status_code} {e.response.reason}"
-    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return text[:200]
+    return first_line(e, limit=200)

@@ -34,7 +34,7 @@ from txnwatch.detect.reader import read_deltas, read_importance
 from txnwatch.detect.rules import PATTERNS, evaluate
 from txnwatch.detect.warmup import warm_up
 from txnwatch.detect.weights import collect_weights, compute_weights
-from txnwatch.errors import TxnwatchError
+from txnwatch.errors import TxnwatchError, first_line
 from txnwatch.landing import END_KEY, REFERENCE_KEY, chunk_key
 from txnwatch.storage import Store, open_store
 
@@ -241,8 +241,7 @@ def run_detect(landing: str, output: str, db_url: str, schema: str = "txnwatch",
                     break
             stop.wait(poll_interval)
     except psycopg.Error as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise TxnwatchError(f"PostgreSQL at {redact(db_url)} failed: {first}") from None
+        raise TxnwatchError(f"PostgreSQL at {redact(db_url)} failed: {first_line(e)}") from None
     finally:
         if batcher is not None:
             batcher.close()

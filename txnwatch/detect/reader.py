@@ -25,6 +25,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from txnwatch.errors import first_line
 from txnwatch.landing import CANONICAL_COLUMNS, IMPORTANCE_COLUMNS, REFERENCE_KEY, chunk_key
 from txnwatch.storage import S3Store, Store
 
@@ -230,11 +231,6 @@ def _collect(spark: SparkSession, paths: list[str], tables: list[pa.Table]) -> p
     return chunk_deltas(raw).toArrow()
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:300] if text else type(e).__name__
-
-
 def read_deltas(spark: SparkSession, store: Store,
                 chunks: list[int]) -> tuple[pa.Table | None, list[ChunkRead]]:
     """One Spark job for a batch: the deltas and rejected rows of all readable chunks, as Arrow.
@@ -263,7 +259,7 @@ def read_deltas(spark: SparkSession, store: Store,
         return _collect(spark, [p for _, p, _ in items if p], [t for _, _, t in items if t is not None]), reads
     except Exception as e:  # noqa: BLE001 - narrowed below, chunk by chunk
         log.warning("Spark failed on chunks %d-%d (%s): retrying them one by one", chunks[0], chunks[-1],
-                    _first_line(e))
+                    first_line(e, limit=300))
     parts = []
     by_chunk = {r.chunk: r for r in reads}
     for k, path, table in items:
@@ -274,7 +270,7 @@ def read_deltas(spark: SparkSession, store: Store,
             except Exception as e:  # noqa: BLE001
                 spark.range(1).count()  # Spark itself down? Then this raises and the job stops here.
                 if attempt == 2:
-                    reason = f"unreadable: Spark could not read {store.uri(chunk_key(k))}: {_first_line(e)}"
+                    reason = f"unreadable: Spark could not read {store.uri(chunk_key(k))}: {first_line(e, limit=300)}"
                     log.warning("chunk %d quarantined: %s", k, reason)
                     by_chunk[k].unreadable = reason
     return (pa.concat_tables(parts) if parts else None), reads
