@@ -16,6 +16,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from txnwatch.orchestration.settings import AWS_CONN_ID, POSTGRES_CONN_ID
+from txnwatch.orchestration.tasks import db_url_for, s3_client_for
 
 
 def _as_bool(value: Any) -> bool:
@@ -37,20 +38,6 @@ def _as_dict(value: Any) -> dict:
         return value
     text = str(value).strip()
     return json.loads(text) if text and text not in ("None", "null") else {}
-
-
-def _postgres_url(conn_id: str) -> str:
-    from airflow.providers.postgres.hooks.postgres import PostgresHook
-
-    from txnwatch.orchestration.connections import postgres_url
-
-    return postgres_url(PostgresHook.get_connection(conn_id))
-
-
-def _s3_client(conn_id: str) -> Any:
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-    return S3Hook(aws_conn_id=conn_id).get_conn()
 
 
 class MechanismXProducerOperator(BaseOperator):
@@ -87,13 +74,13 @@ class MechanismXProducerOperator(BaseOperator):
         from txnwatch.ingest import run_ingest
         from txnwatch.orchestration.connections import uses_s3
 
-        s3_client = (_s3_client(self.aws_conn_id)
+        s3_client = (s3_client_for(self.aws_conn_id)
                      if uses_s3(self.source, self.importance, self.landing) else None)
         self.log.info("Mechanism X: %s -> %s (%s rows per chunk, every %ss, schema %s)", self.source,
                       self.landing, self.rows_per_chunk, self.interval_seconds, self.schema)
         summary = run_ingest(
             source=self.source, importance=self.importance, landing=self.landing,
-            db_url=_postgres_url(self.postgres_conn_id), schema=self.schema,
+            db_url=db_url_for(self.postgres_conn_id), schema=self.schema,
             rows_per_chunk=int(self.rows_per_chunk), interval=float(self.interval_seconds),
             max_chunks=_as_optional_int(self.max_chunks), s3_client=s3_client, stop=self._stop)
         result = asdict(summary) if is_dataclass(summary) else dict(vars(summary))
@@ -146,7 +133,7 @@ class LocalSparkSubmitOperator(BaseOperator):
             extra_env = aws_env(S3Hook.get_connection(self.aws_conn_id))
         cmd = spark_submit_command(self.landing, self.output_location, self.schema, _as_bool(self.until_end),
                                    _as_dict(self.thresholds))
-        env = spark_submit_env(_postgres_url(self.postgres_conn_id), extra_env)
+        env = spark_submit_env(db_url_for(self.postgres_conn_id), extra_env)
         self.log.info("spark-submit: %s", " ".join(cmd))
         self._process = SparkSubmitProcess(cmd, env, cwd=REPO_ROOT)
         code = self._process.run(lambda line: self.log.info("%s", line))
