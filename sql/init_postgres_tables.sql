@@ -83,6 +83,13 @@ CREATE TABLE IF NOT EXISTS {{ params.schema }}.y_checkpoint (
     updated_at  timestamptz NOT NULL DEFAULT now()
 );
 
+-- Y's liveness, for the demo, the DAG's report and the live view: ready_at is set once a run's Spark
+-- session is up and warm (reset to NULL when a run starts), heartbeat_at at least every second while
+-- it runs; y_start_time is that run's start.
+ALTER TABLE {{ params.schema }}.y_checkpoint ADD COLUMN IF NOT EXISTS y_start_time timestamptz;
+ALTER TABLE {{ params.schema }}.y_checkpoint ADD COLUMN IF NOT EXISTS ready_at timestamptz;
+ALTER TABLE {{ params.schema }}.y_checkpoint ADD COLUMN IF NOT EXISTS heartbeat_at timestamptz;
+
 CREATE TABLE IF NOT EXISTS {{ params.schema }}.y_output_files (
     file_no     integer PRIMARY KEY,
     first_seq   bigint NOT NULL,

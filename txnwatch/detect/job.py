@@ -39,6 +39,7 @@ from txnwatch.landing import END_KEY, REFERENCE_KEY, chunk_key
 from txnwatch.storage import Store, open_store
 
 log = logging.getLogger("txnwatch.detect")
+HEARTBEAT_S = 1.0  # y_checkpoint.heartbeat_at is at most this old while Y runs (plus one batch)
 
 
 @dataclass
@@ -205,18 +206,24 @@ def run_detect(landing: str, output: str, db_url: str, schema: str = "txnwatch",
         last, finished = state.ensure_checkpoint(conn, schema, landing_store.url, output_store.url)
         summary.last_chunk, summary.finished = last, finished
         y_start = datetime.now(UTC)
+        state.mark_started(conn, schema, y_start)
         if spark is None:
             from txnwatch.detect.spark_session import get_spark
 
             spark = get_spark()
         warm_up(spark, th)
+        state.mark_ready(conn, schema)
         log.info("detect: landing %s, output %s, db %s schema %s, resuming after chunk %d",
                  landing_store.url, output_store.url, redact(db_url), schema, last)
         # A crash between commit and file write leaves groups unwritten: repair them first.
         summary.files_written += write_pending(conn, schema, output_store, final=finished)
         batcher = _Batcher(spark, conn, schema, landing_store, th, y_start)
         end_chunks: int | None = None
+        beat = time.monotonic()
         while not stop.is_set():
+            if time.monotonic() - beat >= HEARTBEAT_S:
+                state.heartbeat(conn, schema)
+                beat = time.monotonic()
             batcher.prefetch_weights()
             limit = max_batch_chunks
             if end_chunks is not None:

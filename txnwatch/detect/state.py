@@ -45,6 +45,21 @@ def ensure_checkpoint(conn: psycopg.Connection, schema: str, landing: str, outpu
     return row[2], row[3]
 
 
+def mark_started(conn: psycopg.Connection, schema: str, y_start: datetime) -> None:
+    """A new run: not ready until its Spark session is warm (readers wait for ready_at)."""
+    conn.execute(f"UPDATE {schema}.y_checkpoint SET y_start_time = %s, ready_at = NULL, heartbeat_at = now() "
+                 "WHERE id = 1", (y_start,))
+
+
+def mark_ready(conn: psycopg.Connection, schema: str) -> None:
+    """The readiness mark: from now on a landed chunk is picked up within the poll interval."""
+    conn.execute(f"UPDATE {schema}.y_checkpoint SET ready_at = now(), heartbeat_at = now() WHERE id = 1")
+
+
+def heartbeat(conn: psycopg.Connection, schema: str) -> None:
+    conn.execute(f"UPDATE {schema}.y_checkpoint SET heartbeat_at = now() WHERE id = 1")
+
+
 def landed_times(conn: psycopg.Connection, schema: str, landing: str, chunks: list[int]) -> dict[int, datetime]:
     rows = conn.execute(f"SELECT chunk, landed_at FROM {schema}.x_chunks WHERE landing = %s AND chunk = ANY(%s)",
                         (landing, chunks)).fetchall()
