@@ -32,7 +32,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 bench: $(STAMP)
-	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python -m txnwatch.bench
+	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python tools/bench.py
 
 # The wheel shipped to Databricks as the job's library.
 wheel: $(STAMP)

@@ -40,6 +40,10 @@ CREATE TABLE IF NOT EXISTS {{ params.schema }}.merchant_txn_count (
     merchant_id  text PRIMARY KEY,
     txn_count    bigint NOT NULL
 );
+-- F(m) and M(m) as counters (Y keeps them current; they count merchant_gender_customers' rows).
+-- A schema made before they existed gets them filled once from that table (NULL = not yet filled).
+ALTER TABLE {{ params.schema }}.merchant_txn_count ADD COLUMN IF NOT EXISTS female_customers bigint;
+ALTER TABLE {{ params.schema }}.merchant_txn_count ADD COLUMN IF NOT EXISTS male_customers bigint;
 
 CREATE TABLE IF NOT EXISTS {{ params.schema }}.customer_txn_stats (
     customer_id    text NOT NULL,
@@ -50,13 +54,20 @@ CREATE TABLE IF NOT EXISTS {{ params.schema }}.customer_txn_stats (
     PRIMARY KEY (merchant_id, customer_id)
 );
 
--- Distinct customers per merchant and gender: F(m) and M(m) are counts over this table.
+-- Distinct customers per merchant and gender (the members behind the F(m)/M(m) counters).
 CREATE TABLE IF NOT EXISTS {{ params.schema }}.merchant_gender_customers (
     merchant_id  text NOT NULL,
     gender       text NOT NULL,
     customer_id  text NOT NULL,
     PRIMARY KEY (merchant_id, gender, customer_id)
 );
+
+UPDATE {{ params.schema }}.merchant_txn_count t SET
+    female_customers = (SELECT count(*) FROM {{ params.schema }}.merchant_gender_customers g
+                         WHERE g.merchant_id = t.merchant_id AND g.gender = 'F'),
+    male_customers = (SELECT count(*) FROM {{ params.schema }}.merchant_gender_customers g
+                       WHERE g.merchant_id = t.merchant_id AND g.gender = 'M')
+WHERE t.female_customers IS NULL OR t.male_customers IS NULL;
 
 -- Every detection ever made, numbered in detection order; seq decides the output file.
 CREATE TABLE IF NOT EXISTS {{ params.schema }}.detected_patterns (
@@ -109,6 +120,9 @@ CREATE TABLE IF NOT EXISTS {{ params.schema }}.y_chunk_metrics (
     pat2          integer NOT NULL DEFAULT 0,
     pat3          integer NOT NULL DEFAULT 0
 );
+
+-- The batch's wall time, read to commit (the same for every chunk of a batch): Y's cost per chunk.
+ALTER TABLE {{ params.schema }}.y_chunk_metrics ADD COLUMN IF NOT EXISTS batch_seconds double precision;
 
 CREATE TABLE IF NOT EXISTS {{ params.schema }}.y_quarantine (
     chunk        integer NOT NULL,

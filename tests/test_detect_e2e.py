@@ -9,8 +9,9 @@ import threading
 
 import psycopg
 import pytest
+from conftest import wait_for
 from reference_rules import detect_store
-from y_data import LOW, assert_matches_reference, build_rows, land, read_output
+from y_data import LOW, assert_matches_reference, build_rows, flat, land, read_output
 
 from txnwatch.detect.job import run_detect
 from txnwatch.errors import TxnwatchError
@@ -79,6 +80,45 @@ def test_backlog_batches_detect_the_same_as_one_by_one(tmp_path, spark, pg_serve
         sizes = conn.execute(f"SELECT batch_size, count(*) FROM {schema}.y_chunk_metrics "
                              "GROUP BY 1 ORDER BY 1").fetchall()
     assert sizes == [(6, 6), (7, 14)]
+
+
+def test_restart_mid_stream_loads_the_state_and_matches_an_uninterrupted_run(tmp_path, spark, pg_server_url,
+                                                                            schema, world):
+    """Y stops after chunk 8 (merchants already past the volume bar), restarts with its state loaded
+    from Postgres, and writes exactly what one uninterrupted run writes."""
+    rows, imp = world
+    landing = open_store(str(tmp_path / "landing"))
+    land(landing, rows[:4_000], imp, 500, end=False)
+    out = open_store(str(tmp_path / "out"))
+    stop = threading.Event()
+    first = threading.Thread(target=run_detect, args=(landing.url, out.url, pg_server_url, schema),
+                             kwargs=dict(poll_interval=0.02, thresholds=LOW, spark=spark, stop=stop))
+    first.start()
+    wait_for(lambda: _last_chunk(pg_server_url, schema) == 8, timeout=120, what="Y at chunk 8")
+    stop.set()
+    first.join(60)
+    assert not first.is_alive()
+    land(landing, rows[4_000:], None, 500, start=9)
+    resumed = run_detect(landing.url, out.url, pg_server_url, schema, until_end=True, thresholds=LOW, spark=spark)
+    assert resumed.chunks == 12
+
+    whole = open_store(str(tmp_path / "whole"))
+    run_detect(landing.url, whole.url, pg_server_url, f"{schema}_w", until_end=True, thresholds=LOW, spark=spark)
+    try:
+        assert flat(read_output(out)) == flat(read_output(whole))
+        assert_matches_reference(out, detect_store(landing, REFERENCE_KEY, LOW))
+    finally:
+        with psycopg.connect(pg_server_url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema}_w CASCADE")
+
+
+def _last_chunk(db_url: str, schema: str) -> int:
+    with psycopg.connect(db_url) as conn:
+        try:
+            row = conn.execute(f"SELECT last_chunk FROM {schema}.y_checkpoint").fetchone()
+        except psycopg.errors.UndefinedTable:  # the job has not created its schema yet
+            return 0
+    return row[0] if row else 0
 
 
 def test_live_stream_and_start_before_landing_exists(tmp_path, spark, pg_server_url, schema):

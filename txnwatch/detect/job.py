@@ -3,11 +3,11 @@
 One batch is normally one chunk; when the job is behind it takes up to `max_batch_chunks` landed
 chunks at once (the rules are evaluated as of each chunk, so the detections do not change).
 
-Per batch: one Spark job reads, validates and aggregates the chunks (collected as Arrow: a few
-thousand rows); inside one Postgres transaction the driver stages those deltas, reads the prior state
-of the touched merchants, hands it to a second Spark job that evaluates the rules, drops matches
-already reported, and commits state, detections, metrics and checkpoint together. Files are written
-after the commit (see output.py).
+Per batch: one Spark job reads, validates and aggregates the chunks (collected once as Arrow: one
+row per chunk, customer and merchant); the driver folds those deltas into the in-memory state chunk
+by chunk and evaluates the rules incrementally (live_state.py); one Postgres transaction writes what
+changed, the new detections, metrics and the checkpoint. Files are written after the commit
+(output.py).
 """
 
 from __future__ import annotations
@@ -22,18 +22,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import psycopg
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from txnwatch.config import Thresholds
 from txnwatch.db import connect, init_schema, redact, resolve_db_url
 from txnwatch.detect import state
-from txnwatch.detect.asof import Weights, replay
 from txnwatch.detect.faults import fault
+from txnwatch.detect.live_state import LiveState, Match
 from txnwatch.detect.output import write_pending
+from txnwatch.detect.patterns import PATTERNS
 from txnwatch.detect.reader import read_deltas, read_importance
-from txnwatch.detect.rules import PATTERNS, evaluate
 from txnwatch.detect.warmup import warm_up
-from txnwatch.detect.weights import collect_weights, compute_weights
+from txnwatch.detect.weights import Weights, collect_weights, compute_weights
 from txnwatch.errors import TxnwatchError, first_line
 from txnwatch.landing import END_KEY, REFERENCE_KEY, chunk_key
 from txnwatch.storage import Store, open_store
@@ -75,11 +76,15 @@ def _probe(store: Store, first: int, limit: int) -> list[int]:
 
 
 class _Batcher:
+    """Runs batches against the live state, which it loads from Postgres on first use and again after
+    a batch that did not commit (memory may then be ahead of what Postgres holds)."""
+
     def __init__(self, spark, conn, schema: str, landing: Store, th: Thresholds, y_start: datetime) -> None:
         self.spark, self.conn, self.schema, self.landing, self.th = spark, conn, schema, landing, th
         self.y_start = y_start
         self._weights: Future[Weights] | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="txnwatch-weights")
+        self._live: LiveState | None = None
 
     def _load_weights(self) -> Weights:
         importance = read_importance(self.spark, self.landing)
@@ -92,23 +97,33 @@ class _Batcher:
 
     def prefetch_weights(self) -> None:
         """Start loading the weights in the background once the reference is published: they take a
-        couple of seconds, and only PatId1 on a merchant past the volume bar has to wait for them."""
+        moment, and only PatId1 on a merchant past the volume bar has to wait for them."""
         if self._weights is None and self.landing.exists(REFERENCE_KEY):
             self._weights = self._pool.submit(self._load_weights)
 
-    @property
     def weights(self) -> Weights:
         if self._weights is None:  # needed before the reference was seen: absent (warned once)
             self._weights = self._pool.submit(self._load_weights)
         return self._weights.result()
 
+    def live(self) -> LiveState:
+        if self._live is None:
+            started = time.monotonic()
+            live = LiveState(self.th, self.weights)
+            state.load_state(self.conn, self.schema, live)
+            self._live = live
+            log.info("state loaded: %d (customer, merchant) pairs, %d merchants in %.2fs", live.pairs.size,
+                     live.merchants.size, time.monotonic() - started)
+        return self._live
+
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def run(self, chunks: list[int], summary: DetectSummary) -> None:
-        spark, conn, schema, th = self.spark, self.conn, self.schema, self.th
+        conn, schema = self.conn, self.schema
+        live = self.live()
         t0 = time.monotonic()
-        collected, reads = read_deltas(spark, self.landing, chunks)
+        collected, reads = read_deltas(self.spark, self.landing, chunks)
         t_read = time.monotonic() - t0
         if collected is None:  # no readable chunk in the batch
             staged, bad = state.DELTA_ARROW.empty_table(), []
@@ -119,48 +134,26 @@ class _Batcher:
         quarantine += [(r.chunk, None, r.unreadable, None) for r in reads if r.unreadable]
         fault("after_spark_read")
 
-        with conn.transaction():
-            if not state.begin_batch(conn, schema, chunks[0]):
-                log.warning("chunks %d-%d already committed: skipped", chunks[0], chunks[-1])
-                return
-            state.stage_deltas(conn, staged)
-            matches: list[state.Detection] = []
-            t_rules = 0.0
-            if staged.num_rows:
-                prior = state.read_prior(conn, schema, th.upgrade_min_merchant_txns)
-                # Weights matter only where N(m) may pass the volume bar (the full merchants).
-                weights = self.weights if prior.full_merchants else None
-                customers, merchants = replay(staged, prior, weights)
+        try:
+            with conn.transaction():
+                if not state.begin_batch(conn, schema, chunks[0]):
+                    log.warning("chunks %d-%d already committed: skipped", chunks[0], chunks[-1])
+                    return
                 t1 = time.monotonic()
-                result = evaluate(spark.createDataFrame(customers), spark.createDataFrame(merchants), th)
-                matches = _earliest(result.toArrow().to_pylist())
+                changes = live.apply_batch(staged)
                 t_rules = time.monotonic() - t1
-            fault("after_spark_rules")
-            detection_time = datetime.now(UTC)
-            fresh = state.new_detections(conn, schema, matches)
-
-            rows = {k: 0 for k in chunks}
-            if staged.num_rows:
-                for k, n in zip(staged["chunk"].to_pylist(), staged["n"].to_pylist(), strict=True):
-                    rows[k] += n
-            landed = state.landed_times(conn, schema, self.landing.url, chunks)
-            metrics = []
-            for k in chunks:
-                at = landed.get(k)
-                if at is None:  # an outside producer: the object's time is the best we have
-                    mt = self.landing.mtime(chunk_key(k))
-                    at = datetime.fromtimestamp(mt, UTC) if mt is not None else None
-                pat = dict.fromkeys(PATTERNS, 0)
-                for d in fresh:
-                    if d.chunk == k:
-                        pat[d.pattern_id] += 1
-                bad_rows = sum(1 for r in bad if r["chunk"] == k)
-                metrics.append(state.ChunkMetrics(k, rows[k], bad_rows, at, pat))
-            committed_at = state.commit_batch(conn, schema, chunks[-1], fresh, detection_time, self.y_start,
-                                              metrics, quarantine, len(chunks))
-            fault("before_commit")
+                fault("after_rules")
+                state.write_changes(conn, schema, changes)
+                metrics = self._metrics(chunks, staged, bad, changes.matches)
+                committed_at = state.commit_batch(conn, schema, chunks[-1], changes.matches, datetime.now(UTC),
+                                                  self.y_start, metrics, quarantine, len(chunks),
+                                                  time.monotonic() - t0)
+                fault("before_commit")
+        except BaseException:
+            self._live = None  # memory may be ahead of Postgres: reload before the next batch
+            raise
         fault("after_commit")
-        timing = f"read {t_read:.2f}s, rules {t_rules:.2f}s, total {time.monotonic() - t0:.2f}s"
+        timing = f"read {t_read:.2f}s, rules {t_rules:.3f}s, total {time.monotonic() - t0:.2f}s"
 
         for m in metrics:
             lag = (committed_at - m.landed_at).total_seconds() if m.landed_at else None
@@ -178,15 +171,25 @@ class _Batcher:
         summary.quarantined_chunks += sum(1 for r in reads if r.unreadable)
         summary.last_chunk = chunks[-1]
 
-
-def _earliest(rows: list[dict]) -> list[state.Detection]:
-    """One match per (pattern, customer, merchant): the earliest chunk of the batch wins."""
-    best: dict[tuple, dict] = {}
-    for r in rows:
-        key = (r["pattern_id"], r["customer_id"], r["merchant_id"])
-        if key not in best or r["chunk"] < best[key]["chunk"]:
-            best[key] = r
-    return [state.Detection(**r) for r in best.values()]
+    def _metrics(self, chunks: list[int], staged: pa.Table, bad: list[dict],
+                 matches: list[Match]) -> list[state.ChunkMetrics]:
+        rows = dict.fromkeys(chunks, 0)
+        if staged.num_rows:
+            sums = staged.group_by("chunk").aggregate([("n", "sum")])
+            rows.update(zip(sums["chunk"].to_pylist(), sums["n_sum"].to_pylist(), strict=True))
+        landed = state.landed_times(self.conn, self.schema, self.landing.url, chunks)
+        metrics = []
+        for k in chunks:
+            at = landed.get(k)
+            if at is None:  # an outside producer: the object's time is the best we have
+                mt = self.landing.mtime(chunk_key(k))
+                at = datetime.fromtimestamp(mt, UTC) if mt is not None else None
+            pat = dict.fromkeys(PATTERNS, 0)
+            for d in matches:
+                if d.chunk == k:
+                    pat[d.pattern_id] += 1
+            metrics.append(state.ChunkMetrics(k, rows[k], sum(1 for r in bad if r["chunk"] == k), at, pat))
+        return metrics
 
 
 def run_detect(landing: str, output: str, db_url: str, schema: str = "txnwatch", until_end: bool = False,
@@ -211,7 +214,7 @@ def run_detect(landing: str, output: str, db_url: str, schema: str = "txnwatch",
             from txnwatch.detect.spark_session import get_spark
 
             spark = get_spark()
-        warm_up(spark, th)
+        warm_up(spark)
         state.mark_ready(conn, schema)
         log.info("detect: landing %s, output %s, db %s schema %s, resuming after chunk %d",
                  landing_store.url, output_store.url, redact(db_url), schema, last)

@@ -1,4 +1,13 @@
-"""The detection job's SparkSession: one per process, tuned for small, frequent batches."""
+"""The detection job's SparkSession: one per process.
+
+Three kinds of settings, applied where they belong:
+- correctness (every master): each landed file is its own partition, so row numbers within a file
+  (for quarantine entries) stay exact. A session-level SQL setting; it changes no cluster setting.
+- small-batch tuning (a local master only): a chunk is ~10k rows, so one shuffle partition and no
+  adaptive planning beat the defaults by a wide margin on 2 cores. A cluster keeps its own settings.
+- process settings (only when this process starts the JVM itself): UI off, driver memory.
+On Databricks the session already exists: we take it as it is (plus the correctness setting).
+"""
 
 from __future__ import annotations
 
@@ -6,34 +15,53 @@ import os
 
 from txnwatch.javaenv import ensure_java
 
+CORRECTNESS_CONF = {
+    # Every landed chunk file (~1 MB) its own partition: row numbers within a file stay exact, and a
+    # backlog batch reads its files in parallel.
+    "spark.sql.files.openCostInBytes": str(256 * 1024 * 1024),
+}
+LOCAL_TUNING_CONF = {
+    "spark.sql.shuffle.partitions": "1",
+    "spark.sql.adaptive.enabled": "false",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.sql.session.timeZone": "UTC",
+}
 
-def get_spark(app_name: str = "txnwatch-detect", master: str | None = None):
-    ensure_java()
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    from pyspark.sql import SparkSession
 
-    builder = SparkSession.builder.appName(app_name)
-    # On Databricks the cluster provides the session and its master; locally we pick one.
-    # Under spark-submit (the JVM is already up: PYSPARK_GATEWAY_PORT) its --master stands.
-    launched = bool(os.environ.get("DATABRICKS_RUNTIME_VERSION") or os.environ.get("PYSPARK_GATEWAY_PORT"))
-    if master or os.environ.get("TXNWATCH_SPARK_MASTER") or not launched:
-        builder = builder.master(master or os.environ.get("TXNWATCH_SPARK_MASTER", "local[2]"))
-    conf = {
-        # A chunk is ~10k rows: one shuffle partition beats the default 200 (and 2) by a wide margin.
-        "spark.sql.shuffle.partitions": "1",
+def _process_conf() -> dict[str, str]:
+    return {
         "spark.default.parallelism": "2",
-        "spark.sql.execution.arrow.pyspark.enabled": "true",
-        "spark.sql.session.timeZone": "UTC",
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
-        "spark.sql.adaptive.enabled": "false",
-        # Every landed chunk file (~1 MB) its own partition: a backlog batch reads files in parallel,
-        # and row numbers within a file (for quarantine entries) stay exact.
-        "spark.sql.files.openCostInBytes": str(256 * 1024 * 1024),
         "spark.driver.memory": os.environ.get("TXNWATCH_SPARK_DRIVER_MEMORY", "2g"),
     }
-    for key, value in conf.items():
-        builder = builder.config(key, value)
+
+
+def get_spark(app_name: str = "txnwatch-detect", master: str | None = None):
+    from pyspark.sql import SparkSession
+
+    if os.environ.get("DATABRICKS_RUNTIME_VERSION"):
+        spark = SparkSession.builder.getOrCreate()
+        _apply(spark, CORRECTNESS_CONF)
+        return spark
+    ensure_java()
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    builder = SparkSession.builder.appName(app_name)
+    # Under spark-submit the JVM is up already (PYSPARK_GATEWAY_PORT) and its --master stands.
+    launched = bool(os.environ.get("PYSPARK_GATEWAY_PORT"))
+    if master or os.environ.get("TXNWATCH_SPARK_MASTER") or not launched:
+        builder = builder.master(master or os.environ.get("TXNWATCH_SPARK_MASTER", "local[2]"))
+    if not launched:
+        for key, value in {**_process_conf(), **CORRECTNESS_CONF}.items():
+            builder = builder.config(key, value)
     spark = builder.getOrCreate()
+    _apply(spark, CORRECTNESS_CONF)
+    if spark.sparkContext.master.startswith("local"):
+        _apply(spark, LOCAL_TUNING_CONF)
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+def _apply(spark, conf: dict[str, str]) -> None:
+    for key, value in conf.items():
+        spark.conf.set(key, value)

@@ -1,21 +1,24 @@
-"""Y's state in PostgreSQL: the job lock, the checkpoint, prior state reads and the per-batch commit.
+"""Y's state in PostgreSQL: the job lock, the checkpoint, loading the state and the per-batch commit.
 
 Everything a batch changes (running state, detections, metrics, quarantine entries, checkpoint) is
 written in one transaction that starts by locking the checkpoint row and checking that the batch
-follows it, so re-applying a committed chunk is a no-op. The rules themselves run in Spark; this
-module only moves data in and out.
+follows it, so re-applying a committed chunk is a no-op. While Y runs the state lives in memory
+(live_state.py): this module loads it and writes back what each batch changed.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import psycopg
 import pyarrow as pa
+import pyarrow.csv as pacsv
 
-from txnwatch.detect.asof import Prior
+from txnwatch.detect.live_state import MERCHANTS_ARROW, PAIRS_ARROW, BatchChanges, LiveState, Match
+from txnwatch.detect.patterns import PATTERNS
 from txnwatch.errors import TxnwatchError
 
 log = logging.getLogger("txnwatch.detect")
@@ -66,13 +69,6 @@ def landed_times(conn: psycopg.Connection, schema: str, landing: str, chunks: li
     return {k: t for k, t in rows}
 
 
-_TEMP_DDL = """
-CREATE TEMP TABLE IF NOT EXISTS y_batch_delta (
-    chunk integer, customer_id text, merchant_id text, n bigint, s numeric, name text,
-    has_f boolean, has_m boolean
-) ON COMMIT DELETE ROWS
-"""
-
 
 def begin_batch(conn: psycopg.Connection, schema: str, first_chunk: int) -> bool:
     """Inside an open transaction: lock the checkpoint; False if this batch was already committed."""
@@ -84,75 +80,88 @@ def begin_batch(conn: psycopg.Connection, schema: str, first_chunk: int) -> bool
     return True
 
 
-# The batch's per-chunk deltas as the reader collects them and stage_deltas copies them.
+# The batch's per-chunk deltas as the reader collects them and the live state folds them in.
 DELTA_ARROW = pa.schema([
     ("chunk", pa.int32()), ("customer_id", pa.string()), ("merchant_id", pa.string()), ("n", pa.int64()),
     ("s", pa.decimal128(38, 10)), ("name", pa.string()), ("has_f", pa.bool_()), ("has_m", pa.bool_()),
 ])
+_STORED_PAIRS = pa.schema([*PAIRS_ARROW, ("has_f", pa.bool_()), ("has_m", pa.bool_())])
 
 
-def stage_deltas(conn: psycopg.Connection, deltas: pa.Table) -> None:
-    """Copy the batch's per-chunk deltas into a temp table: the prior-state reads and upserts join it."""
-    conn.execute(_TEMP_DDL)
-    cols = DELTA_ARROW.names
-    data = deltas.select(cols).to_pydict()
-    with conn.cursor().copy(f"COPY y_batch_delta ({', '.join(cols)}) FROM STDIN") as cp:
-        for row in zip(*(data[c] for c in cols), strict=True):
-            cp.write_row(row)
+def _copy_out(conn: psycopg.Connection, query: str, schema: pa.Schema) -> pa.Table:
+    """A query's rows as Arrow, through COPY ... CSV (fast, no Python object per row)."""
+    buf = io.BytesIO()
+    with conn.cursor().copy(f"COPY ({query}) TO STDOUT (FORMAT csv)") as cp:
+        for block in cp:
+            buf.write(block)
+    if not buf.tell():
+        return schema.empty_table()
+    buf.seek(0)
+    return pacsv.read_csv(buf, read_options=pacsv.ReadOptions(column_names=schema.names),
+                          parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                          convert_options=pacsv.ConvertOptions(column_types=schema, true_values=["t"],
+                                                               false_values=["f"], strings_can_be_null=False))
 
 
-def read_prior(conn: psycopg.Connection, schema: str, volume_threshold: int) -> Prior:
-    """The state the rules need, read inside the batch's transaction.
+def _copy_in(conn: psycopg.Connection, table: str, rows: pa.Table) -> None:
+    """Arrow rows into `table` through COPY ... CSV (Postgres reads Arrow's CSV as written)."""
+    if not rows.num_rows:
+        return
+    buf = io.BytesIO()
+    pacsv.write_csv(rows, buf, pacsv.WriteOptions(include_header=False, quoting_style="all_valid"))
+    with conn.cursor().copy(f"COPY {table} ({', '.join(rows.schema.names)}) FROM STDIN (FORMAT csv)") as cp:
+        cp.write(buf.getvalue())
 
-    Full customer lists only for merchants that can pass PatId1's volume threshold by the end of the
-    batch (N before + the batch's rows); for the others only the touched pairs (PatId2 needs no more).
-    """
-    merchants = conn.execute(f"""
-        SELECT d.merchant_id, coalesce(t.txn_count, 0), d.dn,
-               (SELECT count(*) FROM {schema}.merchant_gender_customers g
-                 WHERE g.merchant_id = d.merchant_id AND g.gender = 'F'),
-               (SELECT count(*) FROM {schema}.merchant_gender_customers g
-                 WHERE g.merchant_id = d.merchant_id AND g.gender = 'M')
-        FROM (SELECT merchant_id, sum(n) AS dn FROM y_batch_delta GROUP BY merchant_id) d
-        LEFT JOIN {schema}.merchant_txn_count t USING (merchant_id)""").fetchall()
-    full = sorted(m for m, total0, dn, _, _ in merchants if total0 + dn > volume_threshold)
-    stats = conn.execute(f"""
-        SELECT s.customer_id, s.merchant_id, s.txn_count, s.amount_sum, s.customer_name
-        FROM {schema}.customer_txn_stats s WHERE s.merchant_id = ANY(%(full)s)
-        UNION ALL
-        SELECT s.customer_id, s.merchant_id, s.txn_count, s.amount_sum, s.customer_name
+
+def load_state(conn: psycopg.Connection, schema: str, live: LiveState) -> None:
+    """Fill `live` with the state Postgres holds (at start, and after a failed batch)."""
+    pairs = _copy_out(conn, f"""
+        SELECT s.merchant_id, s.customer_id, s.txn_count, s.amount_sum, s.customer_name,
+               f.customer_id IS NOT NULL, m.customer_id IS NOT NULL
         FROM {schema}.customer_txn_stats s
-        JOIN (SELECT DISTINCT merchant_id, customer_id FROM y_batch_delta) d USING (merchant_id, customer_id)
-        WHERE NOT (s.merchant_id = ANY(%(full)s))""", {"full": full}).fetchall()
-    gender = conn.execute(f"""
-        SELECT g.merchant_id, g.gender, g.customer_id FROM {schema}.merchant_gender_customers g
-        JOIN (SELECT DISTINCT merchant_id, customer_id FROM y_batch_delta) d USING (merchant_id, customer_id)
-        """).fetchall()
-    return Prior(stats=stats, merchants=[(m, t, f, mm) for m, t, _, f, mm in merchants], gender=gender,
-                 full_merchants=set(full))
+        LEFT JOIN {schema}.merchant_gender_customers f
+               ON f.merchant_id = s.merchant_id AND f.customer_id = s.customer_id AND f.gender = 'F'
+        LEFT JOIN {schema}.merchant_gender_customers m
+               ON m.merchant_id = s.merchant_id AND m.customer_id = s.customer_id AND m.gender = 'M'""",
+                      _STORED_PAIRS)
+    merchants = _copy_out(conn, f"SELECT merchant_id, txn_count, female_customers, male_customers "
+                                f"FROM {schema}.merchant_txn_count", MERCHANTS_ARROW)
+    reported = conn.execute(f"SELECT pattern_id, customer_id, merchant_id FROM {schema}.detected_patterns").fetchall()
+    live.load(pairs, merchants, reported)
 
 
-@dataclass
-class Detection:
-    chunk: int
-    pattern_id: str
-    customer_id: str
-    merchant_id: str
-    customer_name: str
+_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS y_pairs (
+    merchant_id text, customer_id text, txn_count bigint, amount_sum numeric(38, 10), customer_name text
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS y_merchants (
+    merchant_id text, txn_count bigint, female_customers bigint, male_customers bigint
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS y_members (merchant_id text, gender text, customer_id text) ON COMMIT DELETE ROWS
+"""
 
 
-def new_detections(conn: psycopg.Connection, schema: str, matches: list[Detection]) -> list[Detection]:
-    """The matches never reported before, in detection order (chunk, patternId, merchantId, customerId)."""
-    if not matches:
-        return []
-    seen = set(conn.execute(
-        f"SELECT pattern_id, customer_id, merchant_id FROM {schema}.detected_patterns "
-        "WHERE (pattern_id, customer_id, merchant_id) IN "
-        "(SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))",
-        ([d.pattern_id for d in matches], [d.customer_id for d in matches],
-         [d.merchant_id for d in matches])).fetchall())
-    fresh = [d for d in matches if (d.pattern_id, d.customer_id, d.merchant_id) not in seen]
-    return sorted(fresh, key=lambda d: (d.chunk, d.pattern_id, d.merchant_id, d.customer_id))
+def write_changes(conn: psycopg.Connection, schema: str, changes: BatchChanges) -> None:
+    """Inside the batch's transaction: the touched pairs and merchants (their values after the batch)
+    and the new gender members. Values, not increments: the live state is exact, and the checkpoint
+    lock makes this the only writer."""
+    conn.execute(_STAGING)
+    _copy_in(conn, "y_pairs", changes.pairs)
+    _copy_in(conn, "y_merchants", changes.merchants)
+    _copy_in(conn, "y_members", changes.members)
+    conn.execute(f"""
+        INSERT INTO {schema}.customer_txn_stats AS t (merchant_id, customer_id, txn_count, amount_sum, customer_name)
+        SELECT merchant_id, customer_id, txn_count, amount_sum, customer_name FROM y_pairs
+        ON CONFLICT (merchant_id, customer_id) DO UPDATE SET txn_count = excluded.txn_count,
+            amount_sum = excluded.amount_sum, customer_name = excluded.customer_name""")
+    conn.execute(f"""
+        INSERT INTO {schema}.merchant_txn_count AS t (merchant_id, txn_count, female_customers, male_customers)
+        SELECT merchant_id, txn_count, female_customers, male_customers FROM y_merchants
+        ON CONFLICT (merchant_id) DO UPDATE SET txn_count = excluded.txn_count,
+            female_customers = excluded.female_customers, male_customers = excluded.male_customers""")
+    conn.execute(f"""
+        INSERT INTO {schema}.merchant_gender_customers (merchant_id, gender, customer_id)
+        SELECT merchant_id, gender, customer_id FROM y_members ON CONFLICT DO NOTHING""")
 
 
 @dataclass
@@ -164,36 +173,16 @@ class ChunkMetrics:
     pat: dict[str, int] = field(default_factory=dict)
 
 
-def commit_batch(conn: psycopg.Connection, schema: str, last_chunk: int, detections: list[Detection],
+def commit_batch(conn: psycopg.Connection, schema: str, last_chunk: int, detections: list[Match],
                  detection_time: datetime, y_start: datetime, metrics: list[ChunkMetrics],
-                 quarantine: list[tuple[int, int | None, str, str | None]], batch_size: int) -> datetime:
-    """Inside the batch's transaction (deltas staged): apply state, detections, metrics, checkpoint.
+                 quarantine: list[tuple[int, int | None, str, str | None]], batch_size: int,
+                 batch_seconds: float) -> datetime:
+    """Inside the batch's transaction (state written): detections, quarantine, metrics, checkpoint.
 
     Returns the commit time recorded in the metrics: taken after the bulk writes, just before COMMIT.
     """
-    conn.execute(f"""
-        INSERT INTO {schema}.customer_txn_stats AS t (customer_id, merchant_id, txn_count, amount_sum, customer_name)
-        SELECT customer_id, merchant_id, sum(n), sum(s), max(name COLLATE "C") FROM y_batch_delta
-        GROUP BY customer_id, merchant_id
-        ON CONFLICT (merchant_id, customer_id) DO UPDATE SET
-            txn_count = t.txn_count + excluded.txn_count,
-            amount_sum = t.amount_sum + excluded.amount_sum,
-            -- Byte order, as Spark's max() and the driver's replay compare: a locale collation could
-            -- pick another "greatest" name and make the stored name depend on the batch size.
-            customer_name = greatest(t.customer_name COLLATE "C", excluded.customer_name COLLATE "C")""")
-    conn.execute(f"""
-        INSERT INTO {schema}.merchant_txn_count AS t (merchant_id, txn_count)
-        SELECT merchant_id, sum(n) FROM y_batch_delta GROUP BY merchant_id
-        ON CONFLICT (merchant_id) DO UPDATE SET txn_count = t.txn_count + excluded.txn_count""")
-    conn.execute(f"""
-        INSERT INTO {schema}.merchant_gender_customers (merchant_id, gender, customer_id)
-        SELECT DISTINCT merchant_id, 'F', customer_id FROM y_batch_delta WHERE has_f
-        UNION SELECT DISTINCT merchant_id, 'M', customer_id FROM y_batch_delta WHERE has_m
-        ON CONFLICT DO NOTHING""")
     if detections:
         base = conn.execute(f"SELECT coalesce(max(seq), 0) FROM {schema}.detected_patterns").fetchone()[0]
-        from txnwatch.detect.rules import PATTERNS
-
         with conn.cursor().copy(
                 f"COPY {schema}.detected_patterns (pattern_id, customer_id, merchant_id, action_type, "
                 "customer_name, chunk, seq, detection_time, y_start_time) FROM STDIN") as cp:
@@ -205,14 +194,14 @@ def commit_batch(conn: psycopg.Connection, schema: str, last_chunk: int, detecti
             for row in quarantine:
                 cp.write_row(row)
     committed_at = datetime.now(UTC)
-    for m in metrics:
-        conn.execute(
-            f"INSERT INTO {schema}.y_chunk_metrics (chunk, rows, quarantined, landed_at, committed_at, "
-            "batch_size, detections, pat1, pat2, pat3) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (m.chunk, m.rows, m.quarantined, m.landed_at, committed_at, batch_size, sum(m.pat.values()),
-             m.pat.get("PatId1", 0), m.pat.get("PatId2", 0), m.pat.get("PatId3", 0)))
-    conn.execute(f"UPDATE {schema}.y_checkpoint SET last_chunk = %s, updated_at = now() WHERE id = 1",
-                 (last_chunk,))
+    with conn.cursor().copy(f"COPY {schema}.y_chunk_metrics (chunk, rows, quarantined, landed_at, committed_at, "
+                            "batch_size, batch_seconds, detections, pat1, pat2, pat3) FROM STDIN") as cp:
+        for m in metrics:
+            cp.write_row((m.chunk, m.rows, m.quarantined, m.landed_at, committed_at, batch_size, batch_seconds,
+                          sum(m.pat.values()), m.pat.get("PatId1", 0), m.pat.get("PatId2", 0),
+                          m.pat.get("PatId3", 0)))
+    conn.execute(f"UPDATE {schema}.y_checkpoint SET last_chunk = %s, updated_at = now(), heartbeat_at = now() "
+                 "WHERE id = 1", (last_chunk,))
     return committed_at
 
 

@@ -1,8 +1,9 @@
-"""Warm the JVM before the first chunk: run the job's Spark plans once on a tiny throw-away chunk.
+"""Warm the JVM before the first chunk: run the job's Spark plans on a throw-away chunk.
 
-A cold Spark spends seconds on class loading, JIT and code generation for the first query of each
-shape; chunk 1 would pay that (and every chunk behind it would wait). Warming with plans of the same
-shape moves the cost to start-up, before the job reports it is ready, and fills the codegen cache.
+A cold Spark spends a second or more on class loading and code generation for the first query of
+each shape; chunk 1 would pay that (and every chunk behind it would wait). The job has two plans: the
+per-batch read-validate-aggregate and the once-per-run weights aggregation. Running each on synthetic
+data of the same shape moves that cost to start-up, before the job reports it is ready.
 """
 
 from __future__ import annotations
@@ -14,12 +15,8 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from txnwatch.config import Thresholds
-from txnwatch.detect.asof import CUSTOMER_ARROW, MERCHANT_ARROW
-from txnwatch.detect.reader import CORRUPT, _native_frame, chunk_deltas
-from txnwatch.detect.rules import evaluate
+from txnwatch.detect.reader import _native_frame, chunk_deltas
 from txnwatch.detect.weights import collect_weights, compute_weights
 from txnwatch.landing import CANONICAL_COLUMNS, IMPORTANCE_COLUMNS, chunk_key
 
@@ -46,11 +43,11 @@ def _local_master(spark) -> bool:
         return False
 
 
-def warm_up(spark, th: Thresholds, rows: int = 10_000, rounds: int | None = None) -> None:
-    """Run the read and rule plans `rounds` times (default 5, or TXNWATCH_SPARK_WARMUP; 0 = skip) on a
-    chunk-sized synthetic batch, once per session."""
+def warm_up(spark, rows: int = 10_000, rounds: int | None = None) -> None:
+    """Run the read plan `rounds` times (default 2, or TXNWATCH_SPARK_WARMUP; 0 = skip) on a chunk-sized
+    synthetic file, and the weights plan once, once per session."""
     if rounds is None:
-        rounds = int(os.environ.get("TXNWATCH_SPARK_WARMUP", "5"))
+        rounds = int(os.environ.get("TXNWATCH_SPARK_WARMUP", "2"))
     if id(spark) in _warmed or rounds <= 0 or not _local_master(spark):
         return
     _warmed.add(id(spark))
@@ -60,18 +57,7 @@ def warm_up(spark, th: Thresholds, rows: int = 10_000, rounds: int | None = None
         path.parent.mkdir(parents=True)
         path.write_text(_synthetic_chunk(rows))
         for _ in range(rounds):
-            deltas = chunk_deltas(_native_frame(spark, [str(path)])).toArrow()
-        spark.createDataFrame(pa.table({c: ["C1"] for c in (*CANONICAL_COLUMNS, CORRUPT)})).count()
-    d = deltas.filter(pc.equal(deltas["kind"], "d"))
-    n = d.num_rows
-    customers = pa.table({"chunk": d["chunk"], "customer_id": d["customer_id"], "merchant_id": d["merchant_id"],
-                          "n": d["n"], "s": d["s"], "name": d["name"], "w": pa.array([1.0] * n),
-                          "touched": pa.array([True] * n), "total": pa.array([th.upgrade_min_merchant_txns + 1] * n)},
-                         schema=CUSTOMER_ARROW)
-    merchants = pa.table({"chunk": [1], "merchant_id": ["M1"], "total": [1], "f": [1], "m": [0]},
-                         schema=MERCHANT_ARROW)
-    for _ in range(rounds):
-        evaluate(spark.createDataFrame(customers), spark.createDataFrame(merchants), th).toArrow()
+            chunk_deltas(_native_frame(spark, [str(path)])).toArrow()
     imp = pa.table({c: ["C1"] if c != "weight" else ["1"] for c in IMPORTANCE_COLUMNS})
     collect_weights(compute_weights(spark.createDataFrame(imp)))
     log.info("Spark warmed up in %.1fs", time.monotonic() - started)

@@ -14,10 +14,25 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import numpy as np
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from txnwatch.detect.asof import Weights
+
+class Weights:
+    """w(c, m): the specific weight, else the one from merchant-less rows, else none."""
+
+    def __init__(self, specific: dict[tuple[str, str], float], generic: dict[str, float]) -> None:
+        self.specific, self.generic = specific, generic
+
+    def get(self, c: str, m: str) -> float | None:
+        w = self.specific.get((c, m))
+        return self.generic.get(c) if w is None else w
+
+    def at(self, customers: list[str], merchant: str) -> np.ndarray:
+        """w(c, merchant) for each customer, NaN where c has none. Called for the customers a merchant
+        gains once it is past the volume bar (and once for all of them when it gets there)."""
+        return np.array([self.get(c, merchant) for c in customers], dtype=np.float64)  # None -> NaN
 
 
 def compute_weights(importance: DataFrame) -> DataFrame:

@@ -1,0 +1,306 @@
+"""Y's running state in memory, as numpy columns, and the rules evaluated incrementally on it.
+
+Y holds the schema's job lock, so nobody else changes its state: it loads the state from Postgres
+once (at start, and again after a failed batch), keeps it current chunk by chunk, and each batch
+writes back only what changed. Postgres stays the durable truth; this is a cache that is exact.
+
+Layout: one row per (customer, merchant) pair and one per merchant, in growable numpy arrays; a dict
+maps a pair's key to its row. Per pair: n, the exact amount sum (amounts.py), the greatest name, whether
+it counts towards F(m) / M(m), w (for merchants past the volume bar), and whether PatId1 / PatId2 were
+reported. Per merchant: N, F, M as counters, whether PatId3 was reported, and, once past the volume bar,
+its order statistics (order_stats.py).
+
+Rules after chunk k (SPEC section 4), each costing what chunk k touched:
+- PatId2 for the pairs k touched (nothing else changed);
+- PatId3 for the merchants k touched, from the counters;
+- PatId1 for the merchants k touched that are past the bar: P90 of counts and P10 of weights from the
+  order statistics, then the weight candidates checked against the P90. An untouched customer can match
+  when the P90 drops, which is why candidates are all low-weight customers, not only touched ones.
+A key already reported is skipped; a merchant not touched by k cannot produce a new match at k
+(its state and the static weights are unchanged). Applying a batch chunk by chunk makes a backlog batch
+detect exactly what one-by-one processing would, attributed to the same chunks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from txnwatch.config import Thresholds
+from txnwatch.detect import amounts
+from txnwatch.detect.order_stats import MerchantOrderStats
+from txnwatch.detect.weights import Weights
+
+_SEP = "\x1f"  # between merchant and customer in a pair key: a control character ids do not hold
+
+PAIRS_ARROW = pa.schema([
+    ("merchant_id", pa.string()), ("customer_id", pa.string()), ("txn_count", pa.int64()),
+    ("amount_sum", amounts.DECIMAL), ("customer_name", pa.string()),
+])
+MERCHANTS_ARROW = pa.schema([
+    ("merchant_id", pa.string()), ("txn_count", pa.int64()), ("female_customers", pa.int64()),
+    ("male_customers", pa.int64()),
+])
+MEMBERS_ARROW = pa.schema([("merchant_id", pa.string()), ("gender", pa.string()), ("customer_id", pa.string())])
+
+
+@dataclass
+class Match:
+    chunk: int
+    pattern_id: str
+    customer_id: str
+    merchant_id: str
+    customer_name: str
+
+
+@dataclass
+class BatchChanges:
+    """What a batch changed: the rows to write back, and the new detections in detection order."""
+    pairs: pa.Table
+    merchants: pa.Table
+    members: pa.Table
+    matches: list[Match] = field(default_factory=list)
+
+
+def _array(col: pa.Array | pa.ChunkedArray) -> pa.Array:
+    if isinstance(col, pa.ChunkedArray):
+        return col.combine_chunks() if col.num_chunks else pa.array([], col.type)
+    return col
+
+
+def _objects(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A string column as a numpy object array (the state's string columns)."""
+    return _array(col).to_numpy(zero_copy_only=False).astype(object, copy=False)
+
+
+def _bools(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    return _array(pc.fill_null(col, False)).to_numpy(zero_copy_only=False).astype(bool, copy=False)
+
+
+class _Columns:
+    """Named numpy arrays of one length that grow by doubling."""
+
+    def __init__(self, dtypes: dict[str, object]) -> None:
+        self.size = 0
+        self._dtypes = dtypes
+        for name, dtype in dtypes.items():
+            setattr(self, name, np.zeros(16, dtype=dtype))
+
+    def extend(self, count: int) -> np.ndarray:
+        """Room for `count` more rows (zeroed); their positions."""
+        need = self.size + count
+        capacity = len(getattr(self, next(iter(self._dtypes))))
+        if need > capacity:
+            capacity = max(need, 2 * capacity)
+            for name, dtype in self._dtypes.items():
+                grown = np.zeros(capacity, dtype=dtype)
+                grown[:self.size] = getattr(self, name)[:self.size]
+                setattr(self, name, grown)
+        at = np.arange(self.size, need)
+        self.size = need
+        return at
+
+
+class LiveState:
+    """The running state and the incremental rules. `weights` is called (and may block) only when a
+    merchant first passes the volume bar: the weights are loaded in the background meanwhile."""
+
+    def __init__(self, th: Thresholds, weights: Callable[[], Weights]) -> None:
+        self.th = th
+        self._weights = weights
+        self.pair_of: dict[str, int] = {}
+        self.pairs = _Columns({"merchant": np.int64, "customer": object, "name": object, "n": np.int64,
+                               "s_lo": np.uint64, "s_hi": np.int64, "f": bool, "m": bool, "w": np.float64,
+                               "upgrade": bool, "child": bool})
+        self.merchant_of: dict[str, int] = {}
+        self.merchants = _Columns({"id": object, "n": np.int64, "f": np.int64, "m": np.int64, "dei": bool})
+        self.order_stats: dict[int, MerchantOrderStats] = {}
+
+    # -- loading ------------------------------------------------------------------------------------
+
+    def load(self, pairs: pa.Table, merchants: pa.Table, reported: list[tuple[str, str, str]]) -> None:
+        """The state as Postgres holds it. pairs: merchant_id, customer_id, txn_count, amount_sum,
+        customer_name, has_f, has_m; merchants: MERCHANTS_ARROW; reported: (pattern, customer, merchant)."""
+        rows = self._merchant_codes(merchants["merchant_id"])
+        for col, name in (("n", "txn_count"), ("f", "female_customers"), ("m", "male_customers")):
+            getattr(self.merchants, col)[rows] = merchants[name].to_numpy()
+        codes = self._merchant_codes(pairs["merchant_id"])
+        at = self._new_pairs(pairs["merchant_id"], pairs["customer_id"], codes)
+        p = self.pairs
+        p.n[at] = pairs["txn_count"].to_numpy()
+        p.s_lo[at], p.s_hi[at] = amounts.lanes(pairs["amount_sum"])
+        p.name[at] = _objects(pairs["customer_name"])
+        p.f[at] = _bools(pairs["has_f"])
+        p.m[at] = _bools(pairs["has_m"])
+        for pattern, customer, merchant in reported:
+            if pattern == "PatId3":
+                self.merchants.dei[self.merchant_of[merchant]] = True
+            else:
+                column = p.upgrade if pattern == "PatId1" else p.child
+                column[self.pair_of[f"{merchant}{_SEP}{customer}"]] = True
+        # Merchants already past the volume bar get their order statistics when a chunk next touches
+        # them (as on crossing it): the weights may still be loading.
+
+    # -- one batch ----------------------------------------------------------------------------------
+
+    def apply_batch(self, deltas: pa.Table) -> BatchChanges:
+        """Apply the batch's per-(chunk, customer, merchant) deltas chunk by chunk, evaluating the rules
+        after each chunk. Columns: chunk, customer_id, merchant_id, n, s, name, has_f, has_m."""
+        deltas = deltas.sort_by("chunk")
+        chunk_col = deltas["chunk"].to_numpy()
+        bounds = np.flatnonzero(np.diff(chunk_col)) + 1
+        touched_pairs, touched_merchants, members, matches = [], [], [], []
+        for start, stop in zip(np.r_[0, bounds], np.r_[bounds, len(chunk_col)], strict=True):
+            rows, merchants, new_members = self._apply_chunk(deltas.slice(start, stop - start))
+            matches += self._evaluate(int(chunk_col[start]), rows, merchants)
+            touched_pairs.append(rows)
+            touched_merchants.append(merchants)
+            members += new_members
+        return BatchChanges(self._pairs_table(np.unique(np.concatenate(touched_pairs or [np.empty(0, np.int64)]))),
+                            self._merchants_table(np.unique(np.concatenate(touched_merchants
+                                                                           or [np.empty(0, np.int64)]))),
+                            pa.concat_tables([*members, MEMBERS_ARROW.empty_table()]),
+                            matches)
+
+    def _apply_chunk(self, d: pa.Table) -> tuple[np.ndarray, np.ndarray, list[pa.Table]]:
+        """Fold one chunk's deltas in: (pair rows touched, merchant rows touched, new gender members)."""
+        p = self.pairs
+        keys = pc.binary_join_element_wise(d["merchant_id"], d["customer_id"], _SEP).to_pylist()
+        rows = np.fromiter((self.pair_of.get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
+        fresh = rows < 0
+        if fresh.any():
+            mask = pa.array(fresh)
+            new_m = d["merchant_id"].filter(mask)
+            rows[fresh] = self._new_pairs(new_m, d["customer_id"].filter(mask), self._merchant_codes(new_m))
+        codes = p.merchant[rows]
+        dn = d["n"].to_numpy()
+        old_n = p.n[rows].copy()
+        p.n[rows] = old_n + dn
+        amounts.add(p.s_lo, p.s_hi, rows, *amounts.lanes(d["s"]))
+        p.name[rows] = np.maximum(p.name[rows], _objects(d["name"]))  # new pairs start at ""
+        members = []
+        for gender, flag in (("F", "f"), ("M", "m")):
+            seen = _bools(d[f"has_{flag}"])
+            first = seen & ~getattr(p, flag)[rows]
+            getattr(p, flag)[rows[first]] = True
+            np.add.at(getattr(self.merchants, flag), codes[first], 1)
+            if first.any():
+                mask = pa.array(first)
+                members.append(pa.table({"merchant_id": d["merchant_id"].filter(mask),
+                                         "gender": pa.array([gender] * int(first.sum()), pa.string()),
+                                         "customer_id": d["customer_id"].filter(mask)}, schema=MEMBERS_ARROW))
+        np.add.at(self.merchants.n, codes, dn)
+        merchants = np.unique(codes)
+        self._update_order_stats(rows, codes, old_n, fresh)
+        return rows, merchants, members
+
+    def _update_order_stats(self, rows: np.ndarray, codes: np.ndarray, old_n: np.ndarray,
+                            fresh: np.ndarray) -> None:
+        """Move the touched customers of merchants that have statistics; build them for merchants that
+        passed the volume bar in this chunk."""
+        p, bar = self.pairs, self.th.upgrade_min_merchant_txns + self.th.tolerance
+        for m in np.unique(codes):
+            m = int(m)
+            stats = self.order_stats.get(m)
+            if stats is None:
+                if self.merchants.n[m] > bar:
+                    self._build_order_stats(m)
+                continue
+            here = codes == m
+            r = rows[here]
+            stats.update_counts(old_n[here], p.n[r])
+            joined = r[fresh[here]]
+            if len(joined):
+                p.w[joined] = self._weights().at(list(p.customer[joined]), self.merchants.id[m])
+                weighted = joined[~np.isnan(p.w[joined])]
+                stats.add_weights(p.w[weighted], weighted)
+
+    def _build_order_stats(self, m: int) -> None:
+        p = self.pairs
+        rows = np.flatnonzero(p.merchant[:p.size] == m)
+        p.w[rows] = self._weights().at(list(p.customer[rows]), self.merchants.id[m])
+        weighted = rows[~np.isnan(p.w[rows])]
+        self.order_stats[m] = MerchantOrderStats(p.n[rows], p.w[weighted], weighted)
+
+    def _evaluate(self, chunk: int, rows: np.ndarray, merchants: np.ndarray) -> list[Match]:
+        """New matches after `chunk`, given what it touched, in detection order
+        (patternId, merchantId, customer id); reported keys are marked."""
+        th, tol, p, ms = self.th, self.th.tolerance, self.pairs, self.merchants
+        found: list[tuple[str, str, int]] = []  # (pattern, merchant id, pair row or -1)
+
+        for m in merchants:
+            stats = self.order_stats.get(int(m))
+            if stats is None:
+                continue
+            p10 = stats.weight_percentile(th.upgrade_weight_percentile)
+            if p10 is None:
+                continue
+            p90 = stats.count_percentile(th.upgrade_count_percentile)
+            cand = stats.weight_candidates(p10 + tol)
+            hits = cand[(p.n[cand] >= p90 - tol) & ~p.upgrade[cand]]
+            p.upgrade[hits] = True
+            found += [("PatId1", ms.id[m], int(r)) for r in hits]
+
+        open_rows = rows[~p.child[rows]]
+        mean = amounts.to_float(p.s_lo[open_rows], p.s_hi[open_rows]) / p.n[open_rows]
+        hits = open_rows[(p.n[open_rows] >= th.child_min_txns - tol) & (mean < th.child_max_avg_amount - tol)]
+        p.child[hits] = True
+        found += [("PatId2", ms.id[p.merchant[r]], int(r)) for r in hits]
+
+        f, male = ms.f[merchants], ms.m[merchants]
+        hits = merchants[(f > th.dei_min_female_customers + tol) & (f < male - tol) & ~ms.dei[merchants]]
+        ms.dei[hits] = True
+        found += [("PatId3", ms.id[m], -1) for m in hits]
+
+        def match(pattern: str, merchant: str, r: int) -> Match:
+            if r < 0:
+                return Match(chunk, pattern, "", merchant, "")
+            return Match(chunk, pattern, p.customer[r], merchant, p.name[r])
+
+        return sorted((match(*x) for x in found), key=lambda d: (d.pattern_id, d.merchant_id, d.customer_id))
+
+    # -- bookkeeping ----------------------------------------------------------------------------------
+
+    def _add_merchants(self, ids: list[str]) -> None:
+        new = [m for m in dict.fromkeys(ids) if m not in self.merchant_of]
+        if new:
+            at = self.merchants.extend(len(new))
+            self.merchants.id[at] = new
+            self.merchant_of.update(zip(new, at.tolist(), strict=True))
+
+    def _merchant_codes(self, ids: pa.ChunkedArray | pa.Array) -> np.ndarray:
+        """Merchant rows for a column of merchant ids (new merchants are added)."""
+        encoded = pc.dictionary_encode(_array(ids))
+        distinct = encoded.dictionary.to_pylist()
+        self._add_merchants(distinct)
+        lookup = np.array([self.merchant_of[m] for m in distinct], dtype=np.int64)
+        return lookup[encoded.indices.to_numpy(zero_copy_only=False)]
+
+    def _new_pairs(self, merchant_ids, customer_ids, codes: np.ndarray) -> np.ndarray:
+        """Rows for pairs not seen before (all fields zero / false / NaN until set)."""
+        at = self.pairs.extend(len(codes))
+        keys = pc.binary_join_element_wise(merchant_ids, customer_ids, _SEP).to_pylist()
+        self.pair_of.update(zip(keys, at.tolist(), strict=True))
+        p = self.pairs
+        p.merchant[at] = codes
+        p.customer[at] = _objects(customer_ids)
+        p.name[at] = ""
+        p.w[at] = np.nan
+        return at
+
+    def _pairs_table(self, rows: np.ndarray) -> pa.Table:
+        p = self.pairs
+        return pa.table([pa.array(self.merchants.id[p.merchant[rows]], pa.string()),
+                         pa.array(p.customer[rows], pa.string()), pa.array(p.n[rows]),
+                         amounts.to_arrow(p.s_lo[rows], p.s_hi[rows]), pa.array(p.name[rows], pa.string())],
+                        schema=PAIRS_ARROW)
+
+    def _merchants_table(self, rows: np.ndarray) -> pa.Table:
+        ms = self.merchants
+        return pa.table([pa.array(ms.id[rows], pa.string()), pa.array(ms.n[rows]), pa.array(ms.f[rows]),
+                         pa.array(ms.m[rows])], schema=MERCHANTS_ARROW)
+
