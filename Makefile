@@ -10,7 +10,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test demo lint bench wheel clean
+.PHONY: venv spark-cds test demo lint bench wheel clean
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	@test -n "$(PY)" || { echo "Python 3.11+ is required (set PY=/path/to/python3)"; exit 1; }
@@ -21,17 +21,21 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 
 venv: $(STAMP)
 
-test: $(STAMP)
+# The driver JVM's class data sharing archive (txnwatch/detect/jvm_startup.py): built once, under .local/.
+spark-cds: $(STAMP)
+	@SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python -m txnwatch.detect.jvm_startup
+
+test: spark-cds
 	$(BIN)/ruff check .
 	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python -m pytest
 
-demo: $(STAMP)
+demo: spark-cds
 	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python -m txnwatch.demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-bench: $(STAMP)
+bench: spark-cds
 	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python tools/bench.py
 
 # The wheel shipped to Databricks as the job's library.
@@ -52,7 +56,7 @@ airflow-migrate: $(STAMP)
 	$(BIN)/txnwatch airflow dags reserialize
 
 # The local Airflow in the foreground (UI at http://127.0.0.1:8080) until Ctrl-C.
-airflow-up: $(STAMP)
+airflow-up: spark-cds
 	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python -m txnwatch.orchestration.stack
 
 # The Airflow tests only (DagBag, Databricks stand-in, dags test, end-to-end through the REST API).

@@ -143,6 +143,7 @@ class _Batcher:
                 changes = live.apply_batch(staged)
                 t_rules = time.monotonic() - t1
                 fault("after_rules")
+                t2 = time.monotonic()
                 state.write_changes(conn, schema, changes)
                 metrics = self._metrics(chunks, staged, bad, changes.matches)
                 committed_at = state.commit_batch(conn, schema, chunks[-1], changes.matches, datetime.now(UTC),
@@ -153,7 +154,8 @@ class _Batcher:
             self._live = None  # memory may be ahead of Postgres: reload before the next batch
             raise
         fault("after_commit")
-        timing = f"read {t_read:.2f}s, rules {t_rules:.3f}s, total {time.monotonic() - t0:.2f}s"
+        timing = (f"read {t_read:.2f}s, rules {t_rules:.3f}s, write+commit {time.monotonic() - t2:.2f}s, "
+                  f"total {time.monotonic() - t0:.2f}s")
 
         for m in metrics:
             lag = (committed_at - m.landed_at).total_seconds() if m.landed_at else None

@@ -5,7 +5,8 @@ Three kinds of settings, applied where they belong:
   (for quarantine entries) stay exact. A session-level SQL setting; it changes no cluster setting.
 - small-batch tuning (a local master only): a chunk is ~10k rows, so one shuffle partition and no
   adaptive planning beat the defaults by a wide margin on 2 cores. A cluster keeps its own settings.
-- process settings (only when this process starts the JVM itself): UI off, driver memory.
+- process settings (only when this process starts the JVM itself): UI off, driver memory, and for a
+  local master the start-up JVM options of jvm_startup.py (`spark-submit` gets them on its command line).
 On Databricks the session already exists: we take it as it is (plus the correctness setting).
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import os
 
+from txnwatch.detect.jvm_startup import driver_java_options
 from txnwatch.javaenv import ensure_java
 
 CORRECTNESS_CONF = {
@@ -23,18 +25,24 @@ CORRECTNESS_CONF = {
 LOCAL_TUNING_CONF = {
     "spark.sql.shuffle.partitions": "1",
     "spark.sql.adaptive.enabled": "false",
+    # Small batches: interpreted operators beat compiling whole stages with Janino for the first
+    # chunks of a run (measured: first chunks ≈30% faster, steady state the same).
+    "spark.sql.codegen.wholeStage": "false",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.sql.session.timeZone": "UTC",
 }
 
 
-def _process_conf() -> dict[str, str]:
-    return {
+def _process_conf(master: str) -> dict[str, str]:
+    conf = {
         "spark.default.parallelism": "2",
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
-        "spark.driver.memory": os.environ.get("TXNWATCH_SPARK_DRIVER_MEMORY", "2g"),
+        "spark.driver.memory": os.environ.get("TXNWATCH_SPARK_DRIVER_MEMORY", "1g"),
     }
+    if master.startswith("local") and driver_java_options():
+        conf["spark.driver.extraJavaOptions"] = driver_java_options()
+    return conf
 
 
 def get_spark(app_name: str = "txnwatch-detect", master: str | None = None):
@@ -49,10 +57,11 @@ def get_spark(app_name: str = "txnwatch-detect", master: str | None = None):
     builder = SparkSession.builder.appName(app_name)
     # Under spark-submit the JVM is up already (PYSPARK_GATEWAY_PORT) and its --master stands.
     launched = bool(os.environ.get("PYSPARK_GATEWAY_PORT"))
-    if master or os.environ.get("TXNWATCH_SPARK_MASTER") or not launched:
-        builder = builder.master(master or os.environ.get("TXNWATCH_SPARK_MASTER", "local[2]"))
+    master = master or os.environ.get("TXNWATCH_SPARK_MASTER") or ("" if launched else "local[2]")
+    if master:
+        builder = builder.master(master)
     if not launched:
-        for key, value in {**_process_conf(), **CORRECTNESS_CONF}.items():
+        for key, value in {**_process_conf(master), **CORRECTNESS_CONF}.items():
             builder = builder.config(key, value)
     spark = builder.getOrCreate()
     _apply(spark, CORRECTNESS_CONF)

@@ -43,11 +43,12 @@ def _local_master(spark) -> bool:
         return False
 
 
-def warm_up(spark, rows: int = 10_000, rounds: int | None = None) -> None:
-    """Run the read plan `rounds` times (default 2, or TXNWATCH_SPARK_WARMUP; 0 = skip) on a chunk-sized
-    synthetic file, and the weights plan once, once per session."""
+def warm_up(spark, rows: int = 2_000, rounds: int | None = None) -> None:
+    """Run the read plan `rounds` times (default 1, or TXNWATCH_SPARK_WARMUP; 0 = skip) on a synthetic
+    file, and the weights plan once, once per session. The first run of a plan pays for class loading
+    and code generation whatever the data size, so a small file is enough."""
     if rounds is None:
-        rounds = int(os.environ.get("TXNWATCH_SPARK_WARMUP", "2"))
+        rounds = int(os.environ.get("TXNWATCH_SPARK_WARMUP", "1"))
     if id(spark) in _warmed or rounds <= 0 or not _local_master(spark):
         return
     _warmed.add(id(spark))

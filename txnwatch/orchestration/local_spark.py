@@ -46,6 +46,11 @@ def spark_submit_command(landing: str, output: str, schema: str, until_end: bool
     packages = packages or os.environ.get("TXNWATCH_SPARK_PACKAGES")
     if packages:
         cmd += ["--packages", packages]
+    if master.startswith("local"):  # fast JVM start-up for a local driver (see detect/jvm_startup.py)
+        from txnwatch.detect.jvm_startup import driver_java_options
+
+        if driver_java_options():
+            cmd += ["--driver-java-options", driver_java_options()]
     for item in filter(None, (x.strip() for x in os.environ.get("TXNWATCH_SPARK_CONF", "").split(","))):
         cmd += ["--conf", item]
     cmd.append(str(entry_script))
