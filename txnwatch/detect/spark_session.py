@@ -25,9 +25,6 @@ CORRECTNESS_CONF = {
 LOCAL_TUNING_CONF = {
     "spark.sql.shuffle.partitions": "1",
     "spark.sql.adaptive.enabled": "false",
-    # Small batches: interpreted operators beat compiling whole stages with Janino for the first
-    # chunks of a run (measured: first chunks ≈30% faster, steady state the same).
-    "spark.sql.codegen.wholeStage": "false",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.sql.session.timeZone": "UTC",
 }
