@@ -8,7 +8,7 @@ import threading
 import time
 from types import SimpleNamespace
 
-from txnwatch.orchestration.checks import landing_ready, source_available, split_s3
+from txnwatch.orchestration.checks import local_path, source_available, split_s3
 from txnwatch.orchestration.connections import aws_env, postgres_url
 from txnwatch.orchestration.local_spark import SparkSubmitProcess, spark_submit_command, spark_submit_env
 from txnwatch.orchestration.summary import format_summary
@@ -74,11 +74,13 @@ def test_checks(tmp_path):
     assert source_available(f"file://{tmp_path / 'tx.csv'}")
     assert not source_available(str(tmp_path / "missing.csv"))
     assert split_s3(["s3://b/k", "/x"]) == (["s3://b/k"], ["/x"])
-    landing = tmp_path / "landing"
-    assert not landing_ready(str(landing))
-    (landing / "chunk_00000001").mkdir(parents=True)
-    (landing / "chunk_00000001" / "transactions.csv").write_text("h\n")
-    assert landing_ready(str(landing))
+
+
+def test_local_path_names_local_files_only(tmp_path):
+    assert local_path(str(tmp_path / "tx.csv")) == tmp_path / "tx.csv"
+    assert local_path(f"file://{tmp_path}/tx.csv") == tmp_path / "tx.csv"
+    assert local_path("s3://b/k.csv") is None and local_path("https://h/x.csv") is None
+    assert local_path("1AbCdEfGhIjKlMnOpQrStUvWxYz") is None  # a bare Google Drive file id
 
 
 def test_format_summary():
