@@ -129,3 +129,43 @@ def airflow_env(la, pg_server_url: str, **extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(la.env.get("AIRFLOW__CORE__PLUGINS_FOLDER", "")),
                                                     os.environ.get("PYTHONPATH", "")) if p)
     return env
+
+
+def tagged_processes(tag: str) -> list[int]:
+    """Live processes whose environment carries TXNWATCH_TEST_TAG=`tag`: every descendant of a process
+    started with it, including those in sessions of their own (spark-submit's JVM)."""
+    marker = f"TXNWATCH_TEST_TAG={tag}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:  # gone meanwhile, or a zombie
+            continue
+    return found
+
+
+def command_lines(pids: list[int]) -> list[str]:
+    lines = []
+    for pid in pids:
+        try:
+            lines.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:200])
+        except OSError:
+            continue
+    return lines
+
+
+def port_free(port: int) -> bool:
+    """True when a server could listen on `port` now (as Airflow's does: old connections in TIME_WAIT
+    do not count)."""
+    import socket
+
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False

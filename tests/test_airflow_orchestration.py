@@ -88,3 +88,76 @@ def test_format_summary():
                            "lag_p50_s": 0.2, "lag_p95_s": 0.5, "lag_max_s": 0.9})
     assert "detections       : 5 (PatId1=2, PatId2=3)" in text and "p95 0.500" in text
     assert sys.version_info >= (3, 11)
+
+
+def test_spark_lines_keep_their_level_and_lose_their_timestamp():
+    import logging
+
+    from txnwatch.orchestration.local_spark import spark_log_record
+
+    assert spark_log_record("26/11/26 15:02:03 WARN NativeCodeLoader: Unable to load native-hadoop") == (
+        logging.WARNING, "NativeCodeLoader: Unable to load native-hadoop")
+    assert spark_log_record("2026-11-26 15:02:03,412 INFO txnwatch.detect.job chunk 3 committed") == (
+        logging.INFO, "txnwatch.detect.job chunk 3 committed")
+    assert spark_log_record("2026-11-26 15:02:03,412 ERROR txnwatch.cli boom")[0] == logging.ERROR
+    assert spark_log_record("  at org.apache.Foo(Foo.java:1)") == (logging.INFO, "  at org.apache.Foo(Foo.java:1)")
+
+
+def test_local_spark_task_log_has_one_timestamp_per_line_and_spark_warnings_as_warning(caplog):
+    import logging
+
+    from txnwatch.orchestration.local_spark import log_spark_line
+
+    logger = logging.getLogger("test.spark")
+    with caplog.at_level(logging.INFO, logger="test.spark"):
+        log_spark_line(logger, "26/11/26 15:02:03 WARN Utils: Your hostname resolves to a loopback address")
+        log_spark_line(logger, "2026-11-26 15:02:04,001 INFO txnwatch.detect.job ready")
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", "Utils: Your hostname resolves to a loopback address"),
+        ("INFO", "txnwatch.detect.job ready")]
+
+
+def test_source_sensor_fails_at_once_on_a_missing_local_file(tmp_path):
+    import pytest
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from txnwatch.orchestration.tasks import inputs_readable
+
+    with pytest.raises(AirflowFailException, match="no such file: .*nope.csv"):
+        inputs_readable([str(tmp_path / "nope.csv")], poke_interval=2, timeout=3600)
+
+
+def test_source_sensor_says_what_it_waits_for(caplog):
+    import logging
+
+    from txnwatch.orchestration.tasks import inputs_readable
+
+    url = "http://127.0.0.1:9/not-yet.csv"  # nothing listens on the discard port
+    with caplog.at_level(logging.INFO, logger="txnwatch.orchestration.tasks"):
+        assert inputs_readable([url], poke_interval=2, timeout=3600) is False
+    assert f"waiting for {url} to become readable" in caplog.text
+
+
+def test_source_sensor_is_done_when_every_input_is_readable(tmp_path):
+    from txnwatch.orchestration.tasks import inputs_readable
+
+    (tmp_path / "tx.csv").write_text("a\n")
+    assert inputs_readable([str(tmp_path / "tx.csv")], poke_interval=2, timeout=3600) is True
+
+
+def test_the_default_source_is_generated_on_demand(tmp_path, monkeypatch):
+    import pytest
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from txnwatch.orchestration import settings, tasks
+
+    src, imp = tmp_path / "data" / "transactions.csv", tmp_path / "data" / "customer_importance.csv"
+    monkeypatch.setattr(settings, "DEFAULT_SOURCE", str(src))
+    monkeypatch.setattr(settings, "DEFAULT_IMPORTANCE", str(imp))
+    monkeypatch.setattr("txnwatch.demo_data.FULL_ROWS", 20_000)  # a small set: same code path
+    assert tasks.prepare_default_data(str(src), str(imp)) == str(src)
+    assert src.stat().st_size > 0 and imp.stat().st_size > 0
+    with pytest.raises(AirflowSkipException, match="already there"):
+        tasks.prepare_default_data(str(src), str(imp))
+    with pytest.raises(AirflowSkipException, match="come from the form"):
+        tasks.prepare_default_data(str(tmp_path / "mine.csv"), str(imp))

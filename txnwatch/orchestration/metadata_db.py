@@ -19,7 +19,7 @@ from txnwatch.errors import TxnwatchError
 
 # Airflow's own locks (airflow.utils.db.DBLocks) are small integers: this one cannot collide with them.
 MIGRATE_LOCK_KEY = 0x74786E77  # "txnw"
-_REVISION = re.compile(r'^revision\s*=\s*["\']([0-9a-f]+)["\']', re.M)
+_REVISION = re.compile(r'^revision\s*=\s*["\'](\w+)["\']', re.M)
 _DOWN = re.compile(r'^down_revision\s*=\s*(.+)$', re.M)
 
 
@@ -40,7 +40,7 @@ def migration_head() -> str:
         revisions.add(rev.group(1))
         down = _DOWN.search(text)
         if down:
-            parents.update(re.findall(r"[0-9a-f]{12}", down.group(1)))
+            parents.update(re.findall(r"[\"'](\w+)[\"']", down.group(1)))
     heads = revisions - parents
     if len(heads) != 1:
         raise TxnwatchError(f"cannot tell Airflow's newest migration from {versions} (heads: {sorted(heads)})")
