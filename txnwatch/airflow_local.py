@@ -189,6 +189,9 @@ def local_airflow(home: str | Path | None = None, api_port: int | None = None,
         "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
         "AIRFLOW__TRIGGERER__CAPACITY": "50",
+        # Task processes talk to the API server; on a busy two-core machine (Spark, X and the services
+        # together) its answers can take longer than the 5 s default, which failed tasks before they ran.
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": base.get("AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT", "30"),
         "AIRFLOW__LOGGING__LOGGING_LEVEL": base.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"),
         "SPARK_LOCAL_IP": base.get("SPARK_LOCAL_IP", "127.0.0.1"),
         "TXNWATCH_DB_URL": state_url,

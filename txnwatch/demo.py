@@ -154,6 +154,7 @@ def _reset(db_url: str, schema: str, *folders: Path) -> None:
 
 def main() -> int:
     """`make demo`; SIGINT, SIGTERM and SIGHUP stop every process it started (exit 128 + signal)."""
+    from txnwatch.errors import TxnwatchError
     from txnwatch.orchestration.stack import StopRequested, exit_code, stop_on_signals
 
     with stop_on_signals():
@@ -162,6 +163,9 @@ def main() -> int:
         except StopRequested as stop:
             _say(f"{stop}: stopped")
             return exit_code(stop)
+        except (TxnwatchError, TimeoutError) as e:  # Airflow stopped already (the finally in _demo)
+            _say(f"error: {e}")
+            return 1
 
 
 def _demo() -> int:
