@@ -27,16 +27,13 @@ SMALL_THRESHOLDS: dict = {}
 def session_airflow(home: str, server_url: str):
     """A LocalAirflow with its own home and a fresh, migrated metadata database (created once)."""
     from txnwatch.airflow_local import local_airflow
+    from txnwatch.orchestration.metadata_db import ensure_migrated
 
     db = f"txnwatch_af_{uuid.uuid4().hex[:10]}"
     la = local_airflow(home=home, metadata_db=db, state_db_url=server_url, api_port=_free_port())
-    env = dict(la.env)
-    # Registering the DAG bundle up front: two `dags test` processes that both find it missing race to
-    # insert it (a unique violation on dag_bundle_pkey) on a freshly migrated database.
-    for step in (["db", "migrate"], ["dags", "reserialize"]):
-        out = subprocess.run([la.airflow_executable(), *step], env=env, capture_output=True, text=True,
-                             timeout=300)
-        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    # What the first `txnwatch airflow` command does: migrate, and register the DAG bundle (two `dags test`
+    # processes that both find it missing race to insert it on a freshly migrated database).
+    assert ensure_migrated(la)
     return la
 
 

@@ -51,7 +51,7 @@ def ui(airflow_local, pg_server_url, tmp_path_factory):
     stack.start()
     try:
         api = AirflowAPI(la.api_url, ADMIN_USER, la.admin_password())
-        api.wait_ready([X, Y], timeout=300)
+        api.wait_ready([X, Y])
         SHOTS.mkdir(parents=True, exist_ok=True)
         yield la, api
     finally:

@@ -217,7 +217,7 @@ def _demo() -> int:
     try:
         stack.start()
         api = AirflowAPI(la.api_url, ADMIN_USER, la.admin_password())
-        api.wait_ready([X_DAG_ID, Y_DAG_ID], timeout=240)
+        api.wait_ready([X_DAG_ID, Y_DAG_ID])
         _say(f"Airflow is up at {la.api_url}: triggering {Y_DAG_ID} (consumer first) through the REST API")
         last = [0.0]
 

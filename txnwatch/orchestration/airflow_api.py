@@ -91,8 +91,11 @@ class AirflowAPI:
     def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
         return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
 
-    def wait_ready(self, dag_ids: list[str], timeout: float = 180.0, on_wait=None) -> None:
-        """Until the scheduler, triggerer and DAG processor report healthy and the DAGs are parsed."""
+    def wait_ready(self, dag_ids: list[str], timeout: float = 600.0, on_wait=None) -> None:
+        """Until the scheduler, triggerer and DAG processor report healthy and the DAGs are parsed.
+
+        The bound is generous: on a busy two-core machine the API server alone took over 4 minutes to start.
+        """
         deadline = time.monotonic() + timeout
         while True:
             health = self.healthy()

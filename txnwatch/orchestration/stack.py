@@ -152,8 +152,7 @@ def main() -> int:
             return exit_code(stop)
         try:
             stack.start()
-            AirflowAPI(la.api_url, ADMIN_USER, la.admin_password()).wait_ready([X_DAG_ID, Y_DAG_ID],
-                                                                               timeout=240)
+            AirflowAPI(la.api_url, ADMIN_USER, la.admin_password()).wait_ready([X_DAG_ID, Y_DAG_ID])
             print(f"Airflow UI: {la.api_url}  user {ADMIN_USER}, password in {la.password_file}\n"
                   f"service logs: {stack.log_dir}\nCtrl-C (or SIGTERM, SIGHUP) stops every Airflow process.",
                   flush=True)
