@@ -161,3 +161,40 @@ def test_the_default_source_is_generated_on_demand(tmp_path, monkeypatch):
         tasks.prepare_default_data(str(src), str(imp))
     with pytest.raises(AirflowSkipException, match="come from the form"):
         tasks.prepare_default_data(str(tmp_path / "mine.csv"), str(imp))
+
+
+def test_stop_signals_become_one_stop_request_and_handlers_are_restored():
+    import signal
+
+    import pytest
+
+    from txnwatch.orchestration.stack import StopRequested, exit_code, stop_on_signals
+
+    before = signal.getsignal(signal.SIGTERM)
+    with stop_on_signals():
+        with pytest.raises(StopRequested) as stop:
+            os.kill(os.getpid(), signal.SIGHUP)
+            time.sleep(5)  # interrupted by the handler at once
+        assert stop.value.signum == signal.SIGHUP and exit_code(stop.value) == 129
+        os.kill(os.getpid(), signal.SIGTERM)  # a second signal asks for nothing new
+        time.sleep(0.1)
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_a_stop_signal_does_not_cut_a_stack_stop_short(tmp_path):
+    """SIGTERM arriving while the stack stops its group: the stop completes, the group is gone."""
+    import signal
+    import subprocess
+
+    from txnwatch.orchestration.stack import AirflowStack, _group_alive, stop_on_signals
+
+    # A "service" that ignores SIGTERM, so stop() must wait out its grace period and SIGKILL it.
+    proc = subprocess.Popen(["bash", "-c", "trap '' TERM; sleep 60"], process_group=0)
+    stack = AirflowStack(la=None, log_dir=tmp_path)
+    stack.procs, stack.pgid = {"svc": proc}, proc.pid
+    with stop_on_signals():
+        timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM))
+        timer.start()
+        stack.stop(grace=2)
+        timer.join()
+    assert not _group_alive(proc.pid) and proc.poll() is not None

@@ -50,7 +50,17 @@ class AirflowStack:
         return [n for n, p in self.procs.items() if p.poll() is not None]
 
     def stop(self, grace: float = 30.0) -> None:
-        """SIGTERM the whole group (services and every child they spawned), SIGKILL what is left."""
+        """SIGTERM the whole group (services and every child they spawned), SIGKILL what is left.
+
+        A stop signal arriving meanwhile does not cut this short (see `stop_on_signals`)."""
+        global _stopping
+        _stopping += 1
+        try:
+            self._stop(grace)
+        finally:
+            _stopping -= 1
+
+    def _stop(self, grace: float) -> None:
         if self.pgid is None:
             return
         try:
@@ -95,6 +105,7 @@ class StopRequested(BaseException):
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_stopping = 0  # > 0 while a stack is being stopped: a stop signal then has nothing left to ask for
 
 
 @contextlib.contextmanager
@@ -102,14 +113,14 @@ def stop_on_signals() -> Iterator[None]:
     """Turn SIGINT (Ctrl-C), SIGTERM (service managers, `timeout`, `kill`) and SIGHUP (a closed terminal)
     into one `StopRequested`, so the caller's `finally` stops what it started.
 
-    Only the first signal raises: a second one during the clean-up is ignored instead of cutting the
-    clean-up short (the group is SIGKILLed after its grace period anyway).
+    Only the first signal raises, and none while a stack is being stopped: a signal during the clean-up
+    is ignored instead of cutting it short (the group is SIGKILLed after its grace period anyway).
     """
     raised = False
 
     def handler(signum, _frame):
         nonlocal raised
-        if not raised:
+        if not raised and not _stopping:
             raised = True
             raise StopRequested(signum)
 
@@ -140,6 +151,7 @@ def main() -> int:
     """`make airflow-up`: the local Airflow in the foreground for the UI flow until SIGINT (Ctrl-C),
     SIGTERM or SIGHUP, each of which stops every process it started."""
     from txnwatch.airflow_local import ADMIN_USER, local_airflow
+    from txnwatch.errors import TxnwatchError
     from txnwatch.orchestration.airflow_api import AirflowAPI
     from txnwatch.orchestration.settings import X_DAG_ID, Y_DAG_ID
 
@@ -150,6 +162,9 @@ def main() -> int:
             stack.migrate(say=lambda msg: print(msg, flush=True))
         except StopRequested as stop:
             return exit_code(stop)
+        except TxnwatchError as e:
+            print(f"error: {e}", flush=True)
+            return 1
         try:
             stack.start()
             AirflowAPI(la.api_url, ADMIN_USER, la.admin_password()).wait_ready([X_DAG_ID, Y_DAG_ID])
@@ -163,6 +178,9 @@ def main() -> int:
         except StopRequested as stop:
             print(f"{stop}: stopping", flush=True)
             return 0 if stop.signum == signal.SIGINT else exit_code(stop)
+        except TxnwatchError as e:
+            print(f"error: {e} (service logs: {stack.log_dir})", flush=True)
+            return 1
         finally:
             print("stopping Airflow ...", flush=True)
             stack.stop()
