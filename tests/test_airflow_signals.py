@@ -14,6 +14,7 @@ from airflow_support import ROOT, command_lines, port_free, start, tagged_proces
 from conftest import free_port, wait_for
 
 pytest_plugins = ["airflow_fixtures"]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 def _env(airflow_local, pg_server_url, tmp_path, port: int, tag: str, **extra: str) -> dict[str, str]:
@@ -46,7 +47,6 @@ def _answers(port: int) -> bool:
     return not port_free(port)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("sig, to_group", [(signal.SIGTERM, False), (signal.SIGHUP, True), (signal.SIGINT, True)],
                          ids=["SIGTERM-to-make", "SIGHUP-to-group", "SIGINT-to-group"])
 def test_make_airflow_up_stops_every_process(airflow_local, pg_server_url, tmp_path, sig, to_group):
@@ -66,7 +66,6 @@ def test_make_airflow_up_stops_every_process(airflow_local, pg_server_url, tmp_p
             os.kill(pid, signal.SIGKILL)
 
 
-@pytest.mark.slow
 def test_make_demo_stops_every_process_on_sigterm_while_y_runs(airflow_local, pg_server_url, tmp_path, schema):
     """SIGTERM while the Y task's spark-submit runs (in a session of its own): that is stopped too."""
     port, tag = free_port(), uuid.uuid4().hex

@@ -19,7 +19,8 @@ from airflow_support import ROOT, SECRET_PASSWORD, airflow_env, detection_keys, 
 from conftest import wait_for
 
 pytest_plugins = ["airflow_fixtures"]
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+# Bringing the services up alone can take minutes on a busy two-core machine.
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 SHOTS = ROOT / ".local" / "ui"
 X, Y = "mechanism_x_ingest", "mechanism_y_detect"
