@@ -47,22 +47,28 @@ clean:
 	rm -rf build dist .local .pytest_cache
 
 # --- Airflow (issue 4) -------------------------------------------------------------------------
-.PHONY: airflow-migrate airflow-up test-airflow compose-env compose-up compose-down
+.PHONY: airflow-migrate airflow-up test-airflow test-browser compose-env compose-up compose-down
 
-# Metadata database of the local Airflow (`txnwatch airflow ...` uses the same configuration).
-# `dags reserialize` registers the DAG bundle, so concurrent `dags test` runs do not race to create it.
+# Metadata database of the local Airflow (`txnwatch airflow ...` uses the same configuration). Optional:
+# `txnwatch airflow <anything>`, `make airflow-up` and `make demo` migrate it on first use themselves.
 airflow-migrate: $(STAMP)
 	$(BIN)/txnwatch airflow db migrate
 	$(BIN)/txnwatch airflow dags reserialize
 
-# The local Airflow in the foreground (UI at http://127.0.0.1:8080) until Ctrl-C.
+# The local Airflow in the foreground (UI at http://127.0.0.1:8080) until Ctrl-C, SIGTERM or SIGHUP, each of
+# which stops every process it started.
 airflow-up: spark-cds
 	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python -m txnwatch.orchestration.stack
 
 # The Airflow tests only (DagBag, Databricks stand-in, dags test, end-to-end through the REST API).
 test-airflow: $(STAMP)
 	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python -m pytest tests/test_dag_integrity.py tests/test_compose.py \
-		tests/test_databricks.py tests/test_airflow_dags.py tests/test_airflow_e2e.py
+		tests/test_databricks.py tests/test_airflow_dags.py tests/test_airflow_e2e.py tests/test_airflow_local.py \
+		tests/test_airflow_signals.py tests/test_browser_ui.py
+
+# The real-browser UI tests (Debian's chromium: `apt-get install -y chromium`); screenshots in .local/ui/.
+test-browser: $(STAMP)
+	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python -m pytest -k browser
 
 COMPOSE_ENV := .local/compose.env
 

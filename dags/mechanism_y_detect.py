@@ -1,15 +1,23 @@
 """
 ### Mechanism Y — the Spark detection job
 
-Creates the state tables, waits for the landing zone to start (its first chunk or `_END.json`), then
-launches the Spark job on the runner chosen in the form:
+Trigger this DAG **first**, then `mechanism_x_ingest` with the same `landing` and `schema`: the job starts
+at once and waits for the landing zone itself, so its Spark start-up overlaps X's instead of adding to
+every chunk's lag. Once its Spark session is warm it records a readiness mark in Postgres
+(`<schema>.y_checkpoint.ready_at`); `make demo` starts X when it appears.
 
-* `local` (default): `spark-submit` of `spark_jobs/detect_job.py` with the project's own Spark;
-* `databricks`: `DatabricksSubmitRunOperator` — a `spark_python_task` on the same entry script with the
-  project's wheel as a library, an idempotency token derived from the DAG run, a server-side timeout,
-  credentials as Databricks secret references; the run is cancelled if the task is killed.
+Tasks, and when each is **skipped** (pink in the grid):
 
-Afterwards `report` reads the per-chunk metrics from Postgres and logs the summary.
+* `create_state_tables`: `sql/init_postgres_tables.sql`, idempotent.
+* `choose_runner`: picks the branch named by the `runner` param.
+* `run_detect_local`: `spark-submit spark_jobs/detect_job.py` with the project's own Spark.
+  Skipped when the runner is `databricks`.
+* `run_detect_databricks_payload` → `run_detect_databricks`: `DatabricksSubmitRunOperator`, a
+  `spark_python_task` on the same entry script with the project's wheel as a library, an idempotency
+  token from the DAG run, a server-side timeout and secret references for credentials; the run is
+  cancelled if the task is killed. Skipped when the runner is `local` (the default).
+* `report`: per-chunk lag, detections per pattern and Y's start-up, read from Postgres.
+
 Connections: `postgres_default`, `aws_default` (for `s3://` locations), `databricks_default`.
 """
 
@@ -19,10 +27,11 @@ from datetime import datetime, timedelta
 
 from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
 from airflow.providers.databricks.operators.databricks import DatabricksSubmitRunOperator
-from airflow.sdk import Param, PokeReturnValue, dag, task
-from txnwatch_operators import LocalSparkSubmitOperator
+from airflow.sdk import Param, dag, task
 
+from txnwatch.config import thresholds_json_schema
 from txnwatch.orchestration import settings as cfg
+from txnwatch.orchestration.operators import LocalSparkSubmitOperator
 
 DEFAULT_ARGS = {
     "owner": "txnwatch",
@@ -34,9 +43,10 @@ RUN_LOCAL = "run_detect_local"
 RUN_DATABRICKS = "run_detect_databricks"
 
 PARAMS = {
-    "landing": Param(cfg.DEFAULT_LANDING, type="string", title="Landing zone",
-                     description="Where Mechanism X lands chunks: local folder, file:// or s3://bucket/prefix."),
-    "output": Param(cfg.DEFAULT_OUTPUT, type="string", title="Output location",
+    "landing": Param(cfg.DEFAULT_LANDING, type="string", minLength=1, title="Landing zone",
+                     description="Where Mechanism X lands chunks: local folder, file:// or s3://bucket/prefix. "
+                                 "It need not exist yet: the job waits for chunk 1."),
+    "output": Param(cfg.DEFAULT_OUTPUT, type="string", minLength=1, title="Output location",
                     description="Where detection files (50 per file) go: local folder, file:// or s3://."),
     "runner": Param("local", type="string", enum=["local", "databricks"], title="Runner",
                     description="local: spark-submit on this machine; databricks: a Databricks job run "
@@ -45,10 +55,14 @@ PARAMS = {
                        description="Exit once the last chunk counted by _END.json is processed "
                                    "(off: keep watching until the task is stopped)."),
     "schema": Param(cfg.DEFAULT_SCHEMA, type="string", pattern="^[a-z_][a-z0-9_]{0,62}$",
-                    title="Postgres schema", description="Schema holding state and checkpoints."),
-    "thresholds": Param({}, type="object", title="Rule thresholds",
-                        description='Overrides of rule thresholds, e.g. {"child_min_txns": 80}; '
-                                    "empty = the specified defaults."),
+                    title="Postgres schema", description="Schema holding state and checkpoints "
+                                                         "(the same as Mechanism X's)."),
+    "thresholds": Param(None, type=["object", "null"], title="Rule thresholds (optional)",
+                        description="Overrides of the rule thresholds, e.g. {\"child_min_txns\": 80}; empty = "
+                                    "the specified defaults. Names: "
+                                    + ", ".join(thresholds_json_schema()["properties"])
+                                    + ". An unknown name is refused.",
+                        **{k: v for k, v in thresholds_json_schema().items() if k != "type"}),
 }
 
 
@@ -61,6 +75,7 @@ PARAMS = {
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
     params=PARAMS,
+    render_template_as_native_obj=True,
     tags=["txnwatch", "mechanism-y", "detect", "spark"],
     template_searchpath=[str(cfg.SQL_DIR)],
 )
@@ -73,15 +88,9 @@ def mechanism_y_detect():
         autocommit=False,
     )
 
-    @task.sensor(poke_interval=cfg.SENSOR_POKE_S, timeout=cfg.SENSOR_TIMEOUT_S, mode="poke", retries=0)
-    def wait_for_landing(params=None) -> PokeReturnValue:
-        """Poke until the landing zone holds its first chunk or `_END.json`."""
-        from txnwatch.orchestration.tasks import landing_ready_via_connection
-
-        return PokeReturnValue(is_done=landing_ready_via_connection(params["landing"], cfg.AWS_CONN_ID))
-
     @task.branch
     def choose_runner(params=None) -> str:
+        """`local` runs run_detect_local (the Databricks pair is skipped); `databricks` the reverse."""
         return RUN_DATABRICKS + "_payload" if params["runner"] == "databricks" else RUN_LOCAL
 
     run_local = LocalSparkSubmitOperator(
@@ -90,11 +99,13 @@ def mechanism_y_detect():
         output_location="{{ params.output }}",
         schema="{{ params.schema }}",
         until_end="{{ params.until_end }}",
-        thresholds="{{ params.thresholds | tojson }}",
+        thresholds="{{ params.thresholds }}",
         execution_timeout=timedelta(seconds=cfg.DETECT_TIMEOUT_S),
+        doc_md="The detection job with the local Spark. **Skipped** when the runner is `databricks`.",
     )
 
-    @task(task_id=RUN_DATABRICKS + "_payload")
+    @task(task_id=RUN_DATABRICKS + "_payload",
+          doc_md="Builds the Databricks runs/submit JSON. **Skipped** when the runner is `local`.")
     def databricks_payload(params=None, dag_run=None) -> dict:
         """The runs/submit JSON, built at run time from configuration (no secret in it)."""
         from txnwatch.orchestration.tasks import databricks_payload_for_run
@@ -110,17 +121,18 @@ def mechanism_y_detect():
         polling_period_seconds=cfg.DATABRICKS_POLL_S,
         deferrable=cfg.DATABRICKS_DEFERRABLE,
         execution_timeout=timedelta(seconds=cfg.DETECT_TIMEOUT_S),
+        doc_md="The detection job on Databricks. **Skipped** when the runner is `local`.",
     )
 
     @task(trigger_rule="none_failed_min_one_success")
     def report(params=None) -> dict:
-        """Read the per-chunk metrics with the Postgres hook and log the summary."""
+        """Read the per-chunk metrics and Y's start-up with the Postgres hook and log the summary."""
         from txnwatch.orchestration.tasks import report_via_connection
 
         return report_via_connection(cfg.POSTGRES_CONN_ID, params["schema"])
 
     branch = choose_runner()
-    create_tables >> wait_for_landing() >> branch
+    create_tables >> branch
     branch >> run_local
     branch >> payload >> run_databricks
     [run_local, run_databricks] >> report()

@@ -14,12 +14,12 @@ import time
 
 def main() -> None:
     mode, source, importance, landing, schema = sys.argv[1:6]
-    from txnwatch_operators import MechanismXProducerOperator
+    from txnwatch.orchestration.operators import MechanismXProducerOperator
 
     op = MechanismXProducerOperator(task_id="produce_chunks", source=source, importance=importance,
-                                    landing=landing, rows_per_chunk="5000",
-                                    interval_seconds="1.0" if mode == "kill" else "0",
-                                    max_chunks="None", schema=schema)
+                                    landing=landing, rows_per_chunk=5000,
+                                    interval_seconds=1.0 if mode == "kill" else 0.0,
+                                    max_chunks=None, schema=schema)
     result: dict = {"mode": mode}
 
     def run() -> None:

@@ -27,16 +27,13 @@ SMALL_THRESHOLDS: dict = {}
 def session_airflow(home: str, server_url: str):
     """A LocalAirflow with its own home and a fresh, migrated metadata database (created once)."""
     from txnwatch.airflow_local import local_airflow
+    from txnwatch.orchestration.metadata_db import ensure_migrated
 
     db = f"txnwatch_af_{uuid.uuid4().hex[:10]}"
     la = local_airflow(home=home, metadata_db=db, state_db_url=server_url, api_port=_free_port())
-    env = dict(la.env)
-    # Registering the DAG bundle up front: two `dags test` processes that both find it missing race to
-    # insert it (a unique violation on dag_bundle_pkey) on a freshly migrated database.
-    for step in (["db", "migrate"], ["dags", "reserialize"]):
-        out = subprocess.run([la.airflow_executable(), *step], env=env, capture_output=True, text=True,
-                             timeout=300)
-        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    # What the first `txnwatch airflow` command does: migrate, and register the DAG bundle (two `dags test`
+    # processes that both find it missing race to insert it on a freshly migrated database).
+    assert ensure_migrated(la)
     return la
 
 
@@ -129,3 +126,43 @@ def airflow_env(la, pg_server_url: str, **extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(la.env.get("AIRFLOW__CORE__PLUGINS_FOLDER", "")),
                                                     os.environ.get("PYTHONPATH", "")) if p)
     return env
+
+
+def tagged_processes(tag: str) -> list[int]:
+    """Live processes whose environment carries TXNWATCH_TEST_TAG=`tag`: every descendant of a process
+    started with it, including those in sessions of their own (spark-submit's JVM)."""
+    marker = f"TXNWATCH_TEST_TAG={tag}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:  # gone meanwhile, or a zombie
+            continue
+    return found
+
+
+def command_lines(pids: list[int]) -> list[str]:
+    lines = []
+    for pid in pids:
+        try:
+            lines.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:200])
+        except OSError:
+            continue
+    return lines
+
+
+def port_free(port: int) -> bool:
+    """True when a server could listen on `port` now (as Airflow's does: old connections in TIME_WAIT
+    do not count)."""
+    import socket
+
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False

@@ -1,6 +1,6 @@
 """End to end through real Airflow services: API server, scheduler, DAG processor and triggerer in one
-process group; both DAGs triggered through the REST API v2 as the UI does; both runs succeed; the
-detections equal the reference implementation's; every process is gone afterwards."""
+process group; Y triggered through the REST API v2 as the UI does, X once Y's readiness mark is set; both
+runs succeed; the detections equal the reference implementation's; every process is gone afterwards."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ pytest_plugins = ["airflow_fixtures"]
 def test_airflow_e2e_rest_api_triggers_both_dags(airflow_local, small_dataset, pg_server_url, tmp_path,
                                                  schema):
     from txnwatch.airflow_local import ADMIN_USER
-    from txnwatch.demo import run_pipeline
+    from txnwatch.demo import run_pipeline, y_ready_check
     from txnwatch.orchestration.airflow_api import AirflowAPI
     from txnwatch.orchestration.stack import AirflowStack, _group_alive
 
@@ -34,10 +34,11 @@ def test_airflow_e2e_rest_api_triggers_both_dags(airflow_local, small_dataset, p
     stack.start()
     try:
         api = AirflowAPI(la.api_url, ADMIN_USER, la.admin_password())
-        api.wait_ready(["mechanism_x_ingest", "mechanism_y_detect"], timeout=240)
+        api.wait_ready(["mechanism_x_ingest", "mechanism_y_detect"])
         ready = time.monotonic() - t0
-        result = run_pipeline(api, conf_x, conf_y, timeout=420)
-        print(f"services ready in {ready:.1f}s, both DAG runs in {result.seconds:.1f}s")
+        result = run_pipeline(api, conf_x, conf_y, y_ready_check(pg_server_url, schema), timeout=600)
+        print(f"services ready in {ready:.1f}s, Y ready after {result.y_ready_s}s, both DAG runs in "
+              f"{result.seconds:.1f}s")
         if not result.ok:
             for dag_id, run_id in result.run_ids.items():
                 print(dag_id, [(t["task_id"], t["state"]) for t in api.task_instances(dag_id, run_id)])
@@ -46,10 +47,21 @@ def test_airflow_e2e_rest_api_triggers_both_dags(airflow_local, small_dataset, p
                                                                      result.run_ids["mechanism_y_detect"])}
         assert tis["run_detect_local"] == "success" and tis["report"] == "success"
         assert tis["run_detect_databricks"] == "skipped"
+        x_started = api.dag_run("mechanism_x_ingest", result.run_ids["mechanism_x_ingest"])["queued_at"]
     finally:
         pgid = stack.pgid
         stack.stop()
     assert pgid is not None and not _group_alive(pgid), "Airflow processes left behind"
+
+    # X was triggered only once Y's Spark session was warm: the consumer before its producer.
+    from datetime import datetime
+
+    from txnwatch.db import connect
+    from txnwatch.orchestration.readiness import y_readiness
+
+    with connect(pg_server_url) as conn:
+        marks = y_readiness(conn, schema)
+    assert marks.ready_at is not None and marks.ready_at <= datetime.fromisoformat(x_started)
 
     got = detection_keys(read_detections(output))
     assert got == reference_keys(landing, small_dataset["thresholds"])

@@ -8,7 +8,7 @@ import threading
 import time
 from types import SimpleNamespace
 
-from txnwatch.orchestration.checks import landing_ready, source_available, split_s3
+from txnwatch.orchestration.checks import local_path, source_available, split_s3
 from txnwatch.orchestration.connections import aws_env, postgres_url
 from txnwatch.orchestration.local_spark import SparkSubmitProcess, spark_submit_command, spark_submit_env
 from txnwatch.orchestration.summary import format_summary
@@ -74,11 +74,13 @@ def test_checks(tmp_path):
     assert source_available(f"file://{tmp_path / 'tx.csv'}")
     assert not source_available(str(tmp_path / "missing.csv"))
     assert split_s3(["s3://b/k", "/x"]) == (["s3://b/k"], ["/x"])
-    landing = tmp_path / "landing"
-    assert not landing_ready(str(landing))
-    (landing / "chunk_00000001").mkdir(parents=True)
-    (landing / "chunk_00000001" / "transactions.csv").write_text("h\n")
-    assert landing_ready(str(landing))
+
+
+def test_local_path_names_local_files_only(tmp_path):
+    assert local_path(str(tmp_path / "tx.csv")) == tmp_path / "tx.csv"
+    assert local_path(f"file://{tmp_path}/tx.csv") == tmp_path / "tx.csv"
+    assert local_path("s3://b/k.csv") is None and local_path("https://h/x.csv") is None
+    assert local_path("1AbCdEfGhIjKlMnOpQrStUvWxYz") is None  # a bare Google Drive file id
 
 
 def test_format_summary():
@@ -86,3 +88,113 @@ def test_format_summary():
                            "lag_p50_s": 0.2, "lag_p95_s": 0.5, "lag_max_s": 0.9})
     assert "detections       : 5 (PatId1=2, PatId2=3)" in text and "p95 0.500" in text
     assert sys.version_info >= (3, 11)
+
+
+def test_spark_lines_keep_their_level_and_lose_their_timestamp():
+    import logging
+
+    from txnwatch.orchestration.local_spark import spark_log_record
+
+    assert spark_log_record("26/11/26 15:02:03 WARN NativeCodeLoader: Unable to load native-hadoop") == (
+        logging.WARNING, "NativeCodeLoader: Unable to load native-hadoop")
+    assert spark_log_record("2026-11-26 15:02:03,412 INFO txnwatch.detect.job chunk 3 committed") == (
+        logging.INFO, "txnwatch.detect.job chunk 3 committed")
+    assert spark_log_record("2026-11-26 15:02:03,412 ERROR txnwatch.cli boom")[0] == logging.ERROR
+    assert spark_log_record("  at org.apache.Foo(Foo.java:1)") == (logging.INFO, "  at org.apache.Foo(Foo.java:1)")
+
+
+def test_local_spark_task_log_has_one_timestamp_per_line_and_spark_warnings_as_warning(caplog):
+    import logging
+
+    from txnwatch.orchestration.local_spark import log_spark_line
+
+    logger = logging.getLogger("test.spark")
+    with caplog.at_level(logging.INFO, logger="test.spark"):
+        log_spark_line(logger, "26/11/26 15:02:03 WARN Utils: Your hostname resolves to a loopback address")
+        log_spark_line(logger, "2026-11-26 15:02:04,001 INFO txnwatch.detect.job ready")
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", "Utils: Your hostname resolves to a loopback address"),
+        ("INFO", "txnwatch.detect.job ready")]
+
+
+def test_source_sensor_fails_at_once_on_a_missing_local_file(tmp_path):
+    import pytest
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from txnwatch.orchestration.tasks import inputs_readable
+
+    with pytest.raises(AirflowFailException, match="no such file: .*nope.csv"):
+        inputs_readable([str(tmp_path / "nope.csv")], poke_interval=2, timeout=3600)
+
+
+def test_source_sensor_says_what_it_waits_for(caplog):
+    import logging
+
+    from txnwatch.orchestration.tasks import inputs_readable
+
+    url = "http://127.0.0.1:9/not-yet.csv"  # nothing listens on the discard port
+    with caplog.at_level(logging.INFO, logger="txnwatch.orchestration.tasks"):
+        assert inputs_readable([url], poke_interval=2, timeout=3600) is False
+    assert f"waiting for {url} to become readable" in caplog.text
+
+
+def test_source_sensor_is_done_when_every_input_is_readable(tmp_path):
+    from txnwatch.orchestration.tasks import inputs_readable
+
+    (tmp_path / "tx.csv").write_text("a\n")
+    assert inputs_readable([str(tmp_path / "tx.csv")], poke_interval=2, timeout=3600) is True
+
+
+def test_the_default_source_is_generated_on_demand(tmp_path, monkeypatch):
+    import pytest
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from txnwatch.orchestration import settings, tasks
+
+    src, imp = tmp_path / "data" / "transactions.csv", tmp_path / "data" / "customer_importance.csv"
+    monkeypatch.setattr(settings, "DEFAULT_SOURCE", str(src))
+    monkeypatch.setattr(settings, "DEFAULT_IMPORTANCE", str(imp))
+    monkeypatch.setattr("txnwatch.demo_data.FULL_ROWS", 20_000)  # a small set: same code path
+    assert tasks.prepare_default_data(str(src), str(imp)) == str(src)
+    assert src.stat().st_size > 0 and imp.stat().st_size > 0
+    with pytest.raises(AirflowSkipException, match="already there"):
+        tasks.prepare_default_data(str(src), str(imp))
+    with pytest.raises(AirflowSkipException, match="come from the form"):
+        tasks.prepare_default_data(str(tmp_path / "mine.csv"), str(imp))
+
+
+def test_stop_signals_become_one_stop_request_and_handlers_are_restored():
+    import signal
+
+    import pytest
+
+    from txnwatch.orchestration.stack import StopRequested, exit_code, stop_on_signals
+
+    before = signal.getsignal(signal.SIGTERM)
+    with stop_on_signals():
+        with pytest.raises(StopRequested) as stop:
+            os.kill(os.getpid(), signal.SIGHUP)
+            time.sleep(5)  # interrupted by the handler at once
+        assert stop.value.signum == signal.SIGHUP and exit_code(stop.value) == 129
+        os.kill(os.getpid(), signal.SIGTERM)  # a second signal asks for nothing new
+        time.sleep(0.1)
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_a_stop_signal_does_not_cut_a_stack_stop_short(tmp_path):
+    """SIGTERM arriving while the stack stops its group: the stop completes, the group is gone."""
+    import signal
+    import subprocess
+
+    from txnwatch.orchestration.stack import AirflowStack, _group_alive, stop_on_signals
+
+    # A "service" that ignores SIGTERM, so stop() must wait out its grace period and SIGKILL it.
+    proc = subprocess.Popen(["bash", "-c", "trap '' TERM; sleep 60"], process_group=0)
+    stack = AirflowStack(la=None, log_dir=tmp_path)
+    stack.procs, stack.pgid = {"svc": proc}, proc.pid
+    with stop_on_signals():
+        timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM))
+        timer.start()
+        stack.stop(grace=2)
+        timer.join()
+    assert not _group_alive(proc.pid) and proc.poll() is not None

@@ -19,11 +19,16 @@ for dag_id, dag in bag.dags.items():
     out["dags"][dag_id] = {
         "tags": sorted(dag.tags), "doc_md": dag.doc_md or "", "max_active_runs": dag.max_active_runs,
         "timetable": type(dag.timetable).__name__, "catchup": dag.catchup,
+        "native": dag.render_template_as_native_obj,
         "params": {k: {"default": dag.params.get_param(k).value, "schema": dag.params.get_param(k).schema,
                         "description": dag.params.get_param(k).description} for k in dag.params},
         "tasks": {t.task_id: {"owner": t.owner, "retries": t.retries,
                               "timeout": t.execution_timeout.total_seconds() if t.execution_timeout else None,
                               "type": type(t).__name__, "downstream": sorted(t.downstream_task_ids),
+                              "mode": (t.partial_kwargs if hasattr(t, "partial_kwargs") else vars(t)).get("mode"),
+                              "deferrable": (t.partial_kwargs if hasattr(t, "partial_kwargs")
+                                             else vars(t)).get("deferrable"),
+                              "doc": t.doc_md or "",
                               "trigger_rule": getattr(t.trigger_rule, "value", str(t.trigger_rule))}
                   for t in dag.tasks},
     }
@@ -59,6 +64,7 @@ def test_dag_metadata(bag, dag_id):
     assert dag["max_active_runs"] == 1
     assert dag["catchup"] is False
     assert dag["timetable"] == "NullTimetable"  # schedule=None: triggered runs only
+    assert dag["native"] is True  # templated params arrive as ints, bools, dicts: no string coercion
     for task_id, task in dag["tasks"].items():
         assert task["owner"] == "txnwatch", task_id
         assert task["retries"] is not None, task_id
@@ -81,6 +87,34 @@ def test_x_params_and_producer(bag):
     assert dag["tasks"]["wait_for_s3_source"]["type"] in ("S3KeySensor", "MappedOperator")
     assert "produce_chunks" in dag["tasks"]["publish_importance"]["downstream"]
     assert "publish_importance" in dag["tasks"]["create_state_tables"]["downstream"]
+    assert set(dag["tasks"]["prepare_default_data"]["downstream"]) == {"s3_inputs", "wait_for_source"}
+
+
+def test_x_sensors_free_their_worker_slot_while_waiting(bag):
+    tasks = bag["dags"]["mechanism_x_ingest"]["tasks"]
+    assert tasks["wait_for_source"]["mode"] == "reschedule"
+    s3 = tasks["wait_for_s3_source"]
+    assert s3["deferrable"] or s3["mode"] == "reschedule", s3
+
+
+def test_x_source_defaults_are_the_generated_demo_set(bag):
+    from txnwatch.demo_data import demo_data_dir
+
+    params = bag["dags"]["mechanism_x_ingest"]["params"]
+    assert params["source"]["default"] == str(demo_data_dir() / "transactions.csv")
+    assert params["importance"]["default"] == str(demo_data_dir() / "customer_importance.csv")
+    assert "generated" in params["source"]["description"]
+
+
+@pytest.mark.parametrize("dag_id", ["mechanism_x_ingest", "mechanism_y_detect"])
+def test_every_task_that_can_be_skipped_says_when(bag, dag_id):
+    dag = bag["dags"][dag_id]
+    skippable = {"mechanism_x_ingest": ["prepare_default_data", "wait_for_s3_source"],
+                 "mechanism_y_detect": ["run_detect_local", "run_detect_databricks_payload",
+                                        "run_detect_databricks"]}[dag_id]
+    for task_id in skippable:
+        assert "skipped" in dag["tasks"][task_id]["doc"].lower(), task_id
+        assert task_id in dag["doc_md"], task_id
 
 
 def test_y_params_and_branch(bag):
@@ -99,10 +133,45 @@ def test_y_params_and_branch(bag):
     assert "report" in tasks["run_detect_databricks"]["downstream"]
 
 
+def test_y_launches_spark_without_waiting_for_the_landing_zone(bag):
+    """Y starts together with X: nothing stands between the state tables and the runner's branch."""
+    tasks = bag["dags"]["mechanism_y_detect"]["tasks"]
+    assert tasks["create_state_tables"]["downstream"] == ["choose_runner"]
+    assert not [t for t, v in tasks.items() if "Sensor" in v["type"]]
+
+
+def test_y_thresholds_param_is_optional_and_lists_every_threshold(bag):
+    from dataclasses import fields
+
+    from txnwatch.config import Thresholds
+
+    param = bag["dags"]["mechanism_y_detect"]["params"]["thresholds"]
+    schema = param["schema"]
+    assert param["default"] is None and "null" in schema["type"]  # not a required field in the form
+    assert schema["additionalProperties"] is False
+    assert set(schema["properties"]) == {f.name for f in fields(Thresholds)}
+    for name, prop in schema["properties"].items():
+        assert prop["type"] in ("integer", "number") and prop["description"], name
+        assert prop["default"] == getattr(Thresholds(), name), name
+
+
+@pytest.mark.parametrize("value, accepted", [
+    (None, True), ({}, True), ({"child_min_txns": 8, "upgrade_weight_percentile": 0.2}, True),
+    ({"child_min_txn": 8}, False), ({"child_min_txns": "eight"}, False), ({"child_min_txns": 8.5}, False),
+    ({"upgrade_count_percentile": 1.5}, False),
+])
+def test_y_thresholds_param_refuses_what_the_job_would_refuse(bag, value, accepted):
+    import jsonschema
+
+    schema = bag["dags"]["mechanism_y_detect"]["params"]["thresholds"]["schema"]
+    errors = list(jsonschema.Draft7Validator(schema).iter_errors(value))
+    assert (not errors) is accepted, errors
+
+
 def test_dag_files_do_not_import_pyspark():
-    """Code Airflow parses stays free of pyspark (the DAGs, the plugins, txnwatch.orchestration)."""
+    """Code Airflow parses stays free of pyspark (the DAGs, txnwatch.orchestration and its operators)."""
     files = [str(ROOT / "dags/mechanism_x_ingest.py"), str(ROOT / "dags/mechanism_y_detect.py")]
-    code = (f"import sys; sys.path.insert(0, {str(ROOT / 'plugins')!r}); import runpy\n"
+    code = ("import runpy, sys\n"
             f"for f in {files!r}: runpy.run_path(f)\n"
             "assert 'pyspark' not in sys.modules, 'pyspark imported at parse time'\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

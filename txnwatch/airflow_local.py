@@ -4,6 +4,8 @@
   `dags/` and `plugins/`; examples are off.
 - Metadata lives in PostgreSQL, in a dedicated database (`txnwatch_airflow`, created if missing) on the
   same server as txnwatch's state (TXNWATCH_DB_URL, else 127.0.0.1:5432, else the embedded server).
+- The metadata database is migrated on first use (`metadata_db.ensure_migrated`, once, under a lock),
+  except before commands that need none or manage it themselves (`db ...`, `version`, `config`).
 - LocalExecutor with modest parallelism; the simple auth manager with one admin user whose generated
   password is kept in `<AIRFLOW_HOME>/passwords.json` (mode 600), never in code.
 - Connections `postgres_default` and `aws_default` come from AIRFLOW_CONN_* variables pointing at the
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from txnwatch.orchestration.settings import REPO_ROOT
+from txnwatch.paths import REPO_ROOT, local_dir
 
 ADMIN_USER = "admin"
 DEFAULT_API_PORT = 8080
@@ -51,16 +53,48 @@ class LocalAirflow:
         return str(exe) if exe.exists() else "airflow"
 
 
-def _secret_file(path: Path, make) -> dict:
-    """A JSON file of generated secrets, created once with mode 600."""
-    if path.exists():
-        return json.loads(path.read_text())
+# Airflow signs its JWTs with HS512, whose key should be at least 64 bytes (it warns below that).
+JWT_SECRET_BYTES = 64
+
+
+def _generated_keys() -> dict[str, str]:
+    # token_urlsafe(n) draws n random bytes; its text is longer still (4/3 n characters).
+    return {"jwt_secret": secrets.token_urlsafe(JWT_SECRET_BYTES), "api_secret_key": secrets.token_urlsafe(32)}
+
+
+def _write_private(path: Path, data: dict, replace: bool) -> dict:
+    """Write `data` to `path` (mode 600) whole; without `replace`, a file made meanwhile wins."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = make()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(data, f)
-    return data
+    try:
+        if replace:
+            os.replace(tmp, path)
+            return data
+        try:
+            os.link(tmp, path)  # atomic create-if-absent: two first runs agree on one set of secrets
+            return data
+        except FileExistsError:
+            return json.loads(path.read_text())
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _secret_file(path: Path, make, valid=lambda data: True) -> dict:
+    """A JSON file of generated secrets with mode 600, created once (again if `valid` rejects it)."""
+    if path.exists():
+        data = json.loads(path.read_text())
+        if valid(data):
+            return data
+        return _write_private(path, make(), replace=True)
+    return _write_private(path, make(), replace=False)
+
+
+def _keys_valid(keys: dict) -> bool:
+    # A home made before the 64-byte rule has a shorter JWT secret: replaced (signed-in users log in again).
+    return len(keys.get("jwt_secret", "").encode()) >= JWT_SECRET_BYTES and bool(keys.get("api_secret_key"))
 
 
 def _with_database(url: str, database: str) -> str:
@@ -111,7 +145,8 @@ def local_airflow(home: str | Path | None = None, api_port: int | None = None,
     from txnwatch.db import resolve_db_url
 
     base = dict(os.environ if environ is None else environ)
-    home = Path(home or base.get("TXNWATCH_AIRFLOW_HOME") or REPO_ROOT / ".local" / "airflow").resolve()
+    local = Path(base["TXNWATCH_LOCAL_DIR"]).expanduser() if base.get("TXNWATCH_LOCAL_DIR") else local_dir(False)
+    home = Path(home or base.get("TXNWATCH_AIRFLOW_HOME") or local / "airflow").resolve()
     api_port = int(api_port or base.get("TXNWATCH_AIRFLOW_PORT") or DEFAULT_API_PORT)
     metadata_db = metadata_db or base.get("TXNWATCH_AIRFLOW_DB") or "txnwatch_airflow"
     state_url = state_db_url or resolve_db_url(base.get("TXNWATCH_DB_URL"))
@@ -122,8 +157,7 @@ def local_airflow(home: str | Path | None = None, api_port: int | None = None,
     if create:
         home.mkdir(parents=True, exist_ok=True)
         ensure_database(state_url, metadata_db)
-    keys = _secret_file(home / "secrets.json", lambda: {
-        "jwt_secret": secrets.token_urlsafe(32), "api_secret_key": secrets.token_urlsafe(32)}) if create \
+    keys = _secret_file(home / "secrets.json", _generated_keys, _keys_valid) if create \
         else {"jwt_secret": "", "api_secret_key": ""}
     if create:
         _secret_file(home / "passwords.json", lambda: {ADMIN_USER: secrets.token_urlsafe(12)})
@@ -155,6 +189,9 @@ def local_airflow(home: str | Path | None = None, api_port: int | None = None,
         "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
         "AIRFLOW__TRIGGERER__CAPACITY": "50",
+        # Task processes talk to the API server; on a busy two-core machine (Spark, X and the services
+        # together) its answers can take longer than the 5 s default, which failed tasks before they ran.
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": base.get("AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT", "30"),
         "AIRFLOW__LOGGING__LOGGING_LEVEL": base.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"),
         "SPARK_LOCAL_IP": base.get("SPARK_LOCAL_IP", "127.0.0.1"),
         "TXNWATCH_DB_URL": state_url,
@@ -167,11 +204,19 @@ def local_airflow(home: str | Path | None = None, api_port: int | None = None,
                         env=env)
 
 
+# Commands that need no metadata database (or manage it themselves): no migration before them.
+NO_MIGRATION = {"db", "version", "config", "cheat-sheet", "-h", "--help"}
+
+
 def command(args) -> int:
     argv = list(getattr(args, "airflow_args", None) or [])
     if argv and argv[0] == "--":
         argv = argv[1:]
     la = local_airflow()
+    if argv and argv[0] not in NO_MIGRATION:
+        from txnwatch.orchestration.metadata_db import ensure_migrated
+
+        ensure_migrated(la, say=lambda msg: print(f"txnwatch airflow: {msg}", file=sys.stderr, flush=True))
     exe = la.airflow_executable()
     sys.stdout.flush()
     sys.stderr.flush()

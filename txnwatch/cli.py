@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s",
+                        stream=sys.stderr)
     # Our own INFO lines are the progress report; boto's (where credentials were found) are noise.
     for name in ("botocore", "boto3", "s3transfer", "urllib3", "py4j"):
         logging.getLogger(name).setLevel(logging.WARNING)

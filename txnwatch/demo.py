@@ -3,13 +3,15 @@
 1. Generates the BankSim-shaped data set if absent (full size; TXNWATCH_DEMO_ROWS shrinks it).
 2. Brings up Airflow locally (API server, scheduler, DAG processor, triggerer) in one process group,
    with its metadata in PostgreSQL (`txnwatch airflow`'s configuration).
-3. Triggers `mechanism_y_detect` and `mechanism_x_ingest` through the REST API v2 (as the UI's trigger
-   form does), shows progress, waits for both runs.
+3. Triggers `mechanism_y_detect` through the REST API v2 (as the UI's trigger form does), waits until Y
+   records its readiness mark in Postgres (`y_checkpoint.ready_at` of this run: Spark is warm), then
+   triggers `mechanism_x_ingest`, shows progress, waits for both runs.
 4. Prints the summary and where to look (UI and login, output folder, report PNG), then stops every
-   process it started.
+   process it started; so do SIGINT, SIGTERM and SIGHUP at any moment.
 
 Environment: TXNWATCH_DEMO_ROWS (default 594,643), TXNWATCH_DEMO_INTERVAL (default 1.0 s),
-TXNWATCH_DEMO_ROWS_PER_CHUNK (default 10,000), TXNWATCH_AIRFLOW_PORT (default 8080, else a free port).
+TXNWATCH_DEMO_ROWS_PER_CHUNK (default 10,000), TXNWATCH_DEMO_SCHEMA (default txnwatch_demo),
+TXNWATCH_AIRFLOW_PORT (default 8080, else a free port).
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from txnwatch.orchestration.settings import REPO_ROOT, X_DAG_ID, Y_DAG_ID
+from txnwatch.demo_data import FULL_ROWS
+from txnwatch.orchestration.settings import X_DAG_ID, Y_DAG_ID
 
-FULL_ROWS = 594_643
 DEMO_SCHEMA = "txnwatch_demo"
 TERMINAL = ("success", "failed")
 
@@ -55,6 +57,7 @@ class PipelineResult:
     states: dict[str, str]
     run_ids: dict[str, str]
     seconds: float
+    y_ready_s: float | None = None  # from triggering Y to its readiness mark
 
     @property
     def ok(self) -> bool:
@@ -77,15 +80,56 @@ def progress_line(db_url: str, schema: str) -> str:
         return "waiting for the state tables"
 
 
-def run_pipeline(api, conf_x: dict, conf_y: dict, timeout: float = 3600.0, on_progress=None,
-                 poll: float = 2.0) -> PipelineResult:
-    """Trigger both DAGs through the REST API and wait until both runs are finished."""
+def y_ready_check(db_url: str, schema: str):
+    """A callable telling whether a Y run started from now on is warm (its readiness mark in Postgres)."""
+    from txnwatch.db import connect
+    from txnwatch.orchestration.readiness import db_now, y_readiness
+
+    with connect(db_url) as conn:
+        since = db_now(conn)
+
+    def ready() -> bool:
+        try:
+            with connect(db_url) as conn:
+                marks = y_readiness(conn, schema)
+        except Exception:  # the schema is being created by the DAG's first task
+            return False
+        return marks is not None and marks.ready_since(since)
+
+    return ready
+
+
+def run_pipeline(api, conf_x: dict, conf_y: dict, y_ready, timeout: float = 3600.0,
+                 ready_timeout: float = 600.0, on_progress=None, poll: float = 1.0) -> PipelineResult:
+    """Trigger Y, wait until it reports ready (`y_ready()`), trigger X, wait until both runs finish.
+
+    Y is the consumer: started first, it has its Spark session warm when X lands chunk 1, so no chunk's
+    lag carries Y's start-up. If Y's run ends before it is ready (a failure), X is not started.
+    """
     t0 = time.monotonic()
     runs: dict[str, str] = {}
-    for dag_id, conf in ((Y_DAG_ID, conf_y), (X_DAG_ID, conf_x)):
-        api.unpause(dag_id)
-        runs[dag_id] = api.trigger(dag_id, conf)["dag_run_id"]
-    states = {d: "queued" for d in runs}
+    states: dict[str, str] = {}
+    api.unpause(Y_DAG_ID)
+    runs[Y_DAG_ID] = api.trigger(Y_DAG_ID, conf_y)["dag_run_id"]
+    states[Y_DAG_ID] = "queued"
+    y_ready_s = None
+    while y_ready_s is None:
+        states[Y_DAG_ID] = api.dag_run(Y_DAG_ID, runs[Y_DAG_ID])["state"]
+        if y_ready():
+            y_ready_s = time.monotonic() - t0
+            break
+        if states[Y_DAG_ID] in TERMINAL:
+            return PipelineResult(states=states, run_ids=runs, seconds=time.monotonic() - t0)
+        if on_progress:
+            on_progress(states)
+        if time.monotonic() - t0 > ready_timeout:
+            raise TimeoutError(f"{Y_DAG_ID} not ready after {ready_timeout:.0f}s: {states}")
+        time.sleep(min(poll, 0.5))
+    if on_progress:
+        on_progress(states, f"Y ready after {y_ready_s:.1f}s: triggering {X_DAG_ID}")
+    api.unpause(X_DAG_ID)
+    runs[X_DAG_ID] = api.trigger(X_DAG_ID, conf_x)["dag_run_id"]
+    states[X_DAG_ID] = "queued"
     while True:
         for dag_id, run_id in runs.items():
             states[dag_id] = api.dag_run(dag_id, run_id)["state"]
@@ -96,42 +140,48 @@ def run_pipeline(api, conf_x: dict, conf_y: dict, timeout: float = 3600.0, on_pr
         if time.monotonic() - t0 > timeout:
             raise TimeoutError(f"DAG runs not finished after {timeout:.0f}s: {states}")
         time.sleep(poll)
-    return PipelineResult(states=states, run_ids=runs, seconds=time.monotonic() - t0)
+    return PipelineResult(states=states, run_ids=runs, seconds=time.monotonic() - t0, y_ready_s=y_ready_s)
 
 
-def _dataset(rows: int) -> tuple[Path, Path]:
-    from txnwatch.generate import generate
-
-    out = REPO_ROOT / ".local" / ("data" if rows == FULL_ROWS else f"data_{rows}")
-    tx, imp = out / "transactions.csv", out / "customer_importance.csv"
-    if not (tx.exists() and imp.exists()):
-        _say(f"generating a BankSim-shaped data set of {rows:,} rows in {out}")
-        generate(rows=rows, seed=7, layout="banksim", out_dir=out)
-    else:
-        _say(f"using the data set in {out}")
-    return tx, imp
-
-
-def _reset(db_url: str, *folders: Path) -> None:
+def _reset(db_url: str, schema: str, *folders: Path) -> None:
     from txnwatch.db import connect
 
     for f in folders:
         shutil.rmtree(f, ignore_errors=True)
     with connect(db_url, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {DEMO_SCHEMA} CASCADE")
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 def main() -> int:
+    """`make demo`; SIGINT, SIGTERM and SIGHUP stop every process it started (exit 128 + signal)."""
+    from txnwatch.errors import TxnwatchError
+    from txnwatch.orchestration.stack import StopRequested, exit_code, stop_on_signals
+
+    with stop_on_signals():
+        try:
+            return _demo()
+        except StopRequested as stop:
+            _say(f"{stop}: stopped")
+            return exit_code(stop)
+        except (TxnwatchError, TimeoutError) as e:  # Airflow stopped already (the finally in _demo)
+            _say(f"error: {e}")
+            return 1
+
+
+def _demo() -> int:
     logging.basicConfig(level=logging.WARNING)
     from txnwatch.airflow_local import ADMIN_USER, local_airflow
     from txnwatch.db import connect
+    from txnwatch.demo_data import demo_data_dir, ensure_demo_data
     from txnwatch.orchestration.airflow_api import AirflowAPI
-    from txnwatch.orchestration.stack import AirflowStack
+    from txnwatch.orchestration.stack import AirflowStack, StopRequested
     from txnwatch.orchestration.summary import format_summary
+    from txnwatch.paths import local_dir
 
     rows = int(os.environ.get("TXNWATCH_DEMO_ROWS", FULL_ROWS))
     interval = float(os.environ.get("TXNWATCH_DEMO_INTERVAL", "1.0"))
     rows_per_chunk = int(os.environ.get("TXNWATCH_DEMO_ROWS_PER_CHUNK", "10000"))
+    schema = os.environ.get("TXNWATCH_DEMO_SCHEMA", DEMO_SCHEMA)
     port = int(os.environ.get("TXNWATCH_AIRFLOW_PORT", "8080"))
     if not _port_free(port):
         new = _free_port()
@@ -139,11 +189,14 @@ def main() -> int:
         port = new
 
     t_start = time.monotonic()
-    tx, imp = _dataset(rows)
+    data_dir = demo_data_dir(rows)
+    tx, imp, generated = ensure_demo_data(data_dir, rows, say=_say)
+    if not generated:
+        _say(f"using the data set in {data_dir}")
     la = local_airflow(api_port=port)
-    demo_dir = REPO_ROOT / ".local" / "demo"
+    demo_dir = local_dir() / "demo"
     landing, output, plot = demo_dir / "landing", demo_dir / "output", demo_dir / "report.png"
-    _reset(la.state_db_url, landing, output)
+    _reset(la.state_db_url, schema, landing, output)
     plot.unlink(missing_ok=True)
 
     thresholds: dict = {}
@@ -153,52 +206,52 @@ def main() -> int:
         thresholds = scaled_thresholds(rows)
     conf_x = {"source": str(tx), "importance": str(imp), "landing": str(landing),
               "rows_per_chunk": rows_per_chunk, "interval_seconds": interval, "max_chunks": None,
-              "schema": DEMO_SCHEMA}
+              "schema": schema}
     conf_y = {"landing": str(landing), "output": str(output), "runner": "local", "until_end": True,
-              "schema": DEMO_SCHEMA, "thresholds": thresholds}
+              "schema": schema, "thresholds": thresholds}
 
     stack = AirflowStack(la, la.home / "logs" / "services")
-    _say("migrating the Airflow metadata database")
-    stack.migrate()
+    stack.migrate(say=_say)
     _say(f"starting Airflow (api-server, scheduler, dag-processor, triggerer); logs in {stack.log_dir}")
     code = 1
     try:
         stack.start()
         api = AirflowAPI(la.api_url, ADMIN_USER, la.admin_password())
-        api.wait_ready([X_DAG_ID, Y_DAG_ID], timeout=240)
-        _say(f"Airflow is up at {la.api_url} — triggering both DAGs through the REST API")
+        api.wait_ready([X_DAG_ID, Y_DAG_ID])
+        _say(f"Airflow is up at {la.api_url}: triggering {Y_DAG_ID} (consumer first) through the REST API")
         last = [0.0]
 
-        def show(states: dict) -> None:
-            if time.monotonic() - last[0] >= 5:
+        def show(states: dict, note: str | None = None) -> None:
+            if note or time.monotonic() - last[0] >= 5:
                 last[0] = time.monotonic()
                 runs = ", ".join(f"{d}: {s}" for d, s in states.items())
-                _say(f"{runs} | {progress_line(la.state_db_url, DEMO_SCHEMA)}")
+                _say(note or f"{runs} | {progress_line(la.state_db_url, schema)}")
                 if stack.dead():
                     raise RuntimeError(f"Airflow services died: {stack.dead()} (see {stack.log_dir})")
 
-        result = run_pipeline(api, conf_x, conf_y, on_progress=show)
+        result = run_pipeline(api, conf_x, conf_y, y_ready_check(la.state_db_url, schema), on_progress=show)
         _say(f"DAG runs finished in {result.seconds:.0f}s: {result.states}")
         from txnwatch.report import collect_report
 
         with connect(la.state_db_url) as conn:
-            report = collect_report(conn, DEMO_SCHEMA)
+            report = collect_report(conn, schema)
         print("\n=== summary ===\n" + format_summary(report))
+        if result.y_ready_s is not None:
+            print(f"Y ready after    : {result.y_ready_s:.1f}s from its trigger (X started then)")
         subprocess.run([sys.executable, "-m", "txnwatch", "report", "--db", la.state_db_url, "--schema",
-                        DEMO_SCHEMA, "--plot", str(plot)], capture_output=True, timeout=300)
+                        schema, "--plot", str(plot)], capture_output=True, timeout=300)
         files = sorted(output.glob("detections_*.jsonl"))
         print("\n=== where to look ===")
-        print(f"Airflow UI      : {la.api_url}  (user {ADMIN_USER}, password in {la.password_file}) — "
-              "only while `make demo` runs; `txnwatch airflow api-server` brings it back")
+        print(f"Airflow UI      : {la.api_url}  (user {ADMIN_USER}, password in {la.password_file}) - "
+              "only while `make demo` runs; `make airflow-up` brings it back")
         print(f"DAG runs        : {', '.join(f'{d}/{r}' for d, r in result.run_ids.items())}")
         print(f"detections      : {output} ({len(files)} files)")
         print(f"report PNG      : {plot if plot.exists() else '(not drawn)'}")
         print(f"task logs       : {la.home / 'logs'}")
         print(f"wall time       : {time.monotonic() - t_start:.0f}s")
         code = 0 if result.ok else 1
-    except KeyboardInterrupt:
-        _say("interrupted")
-        code = 130
+    except StopRequested:
+        raise
     finally:
         _say("stopping Airflow")
         stack.stop()

@@ -2,18 +2,8 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from txnwatch.errors import TxnwatchError
-
-
-def local_dir() -> Path:
-    """The project's scratch folder (`.local/` of the checkout, or TXNWATCH_LOCAL_DIR)."""
-    env = os.environ.get("TXNWATCH_LOCAL_DIR")
-    root = Path(env) if env else Path.cwd() / ".local"
-    root.mkdir(parents=True, exist_ok=True)
-    return root
+from txnwatch.paths import local_dir
 
 
 def embedded_db_url() -> str:

@@ -19,7 +19,19 @@ class AirflowAPI:
         self.timeout = timeout
         self._token: str | None = None
 
-    def _request(self, method: str, path: str, body: Any = None, auth: bool = True) -> Any:
+    def _request(self, method: str, path: str, body: Any = None, auth: bool = True, attempts: int = 4) -> Any:
+        """One API call; reads (GET) are retried on timeouts and refused connections, as an API server
+        on a busy machine can be slow to answer for a while. Writes are not: they may have happened."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._request_once(method, path, body, auth)
+            except (TimeoutError, urllib.error.URLError, ConnectionError) as e:
+                if method != "GET" or attempt == attempts:
+                    raise TxnwatchError(f"Airflow API {method} {path}: {getattr(e, 'reason', e)}") from None
+                time.sleep(2.0 * attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _request_once(self, method: str, path: str, body: Any = None, auth: bool = True) -> Any:
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.base_url + path, data=data, method=method)
         req.add_header("Content-Type", "application/json")
@@ -34,7 +46,7 @@ class AirflowAPI:
             detail = e.read().decode(errors="replace")[:500]
             if e.code == 401 and auth and self._token is not None:
                 self._token = None  # expired: log in again once
-                return self._request(method, path, body, auth)
+                return self._request_once(method, path, body, auth)
             raise TxnwatchError(f"Airflow API {method} {path}: HTTP {e.code}: {detail}") from None
 
     def token(self) -> str:
@@ -47,7 +59,7 @@ class AirflowAPI:
 
     def healthy(self) -> dict | None:
         try:
-            return self._request("GET", "/api/v2/monitor/health", auth=False)
+            return self._request("GET", "/api/v2/monitor/health", auth=False, attempts=1)
         except (TxnwatchError, OSError):
             return None
 
@@ -71,11 +83,19 @@ class AirflowAPI:
     def dag_run(self, dag_id: str, run_id: str) -> dict:
         return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
 
+    def dag_runs(self, dag_id: str) -> list[str]:
+        """The run ids of a DAG, oldest first."""
+        reply = self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?order_by=run_after&limit=100")
+        return [r["dag_run_id"] for r in reply["dag_runs"]]
+
     def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
         return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
 
-    def wait_ready(self, dag_ids: list[str], timeout: float = 180.0, on_wait=None) -> None:
-        """Until the scheduler, triggerer and DAG processor report healthy and the DAGs are parsed."""
+    def wait_ready(self, dag_ids: list[str], timeout: float = 600.0, on_wait=None) -> None:
+        """Until the scheduler, triggerer and DAG processor report healthy and the DAGs are parsed.
+
+        The bound is generous: on a busy two-core machine the API server alone took over 4 minutes to start.
+        """
         deadline = time.monotonic() + timeout
         while True:
             health = self.healthy()

@@ -1,4 +1,4 @@
-"""What the DAGs' sensors look at: is a source there yet, has the landing zone started."""
+"""What the X DAG's source sensor looks at: is a source readable yet, is it a local file."""
 
 from __future__ import annotations
 
@@ -7,14 +7,26 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from txnwatch.landing import END_KEY, chunk_key
-from txnwatch.storage import open_store
-
 
 def split_s3(urls: list[str]) -> tuple[list[str], list[str]]:
     """(s3:// URLs, everything else) — S3 objects are watched by the provider's deferrable sensor."""
     s3 = [u for u in urls if str(u).startswith("s3://")]
     return s3, [u for u in urls if not str(u).startswith("s3://")]
+
+
+def local_path(url: str) -> Path | None:
+    """The file a local path or file:// URL names; None for remote sources (and bare Google Drive ids)."""
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        return Path(parsed.path)
+    if parsed.scheme or _drive_id(url):
+        return None
+    return Path(url).expanduser()
+
+
+def _drive_id(url: str) -> bool:
+    # A bare Google Drive file id (no slash, no dot) is not a local path.
+    return "/" not in url and "." not in url and len(url) >= 20
 
 
 def source_available(url: str, s3_client: Any | None = None) -> bool:
@@ -48,14 +60,4 @@ def source_available(url: str, s3_client: Any | None = None) -> bool:
     path = Path(url).expanduser()
     if path.is_file():
         return True
-    # A bare Google Drive file id (no slash, no dot) is not a local path.
-    return "/" not in url and "." not in url and len(url) >= 20
-
-
-def landing_ready(landing: str, s3_client: Any | None = None) -> bool:
-    """True once the landing zone holds its first chunk or `_END.json`."""
-    store = open_store(landing, client=s3_client, check=False)
-    try:
-        return store.exists(chunk_key(1)) or store.exists(END_KEY)
-    except Exception:
-        return False
+    return _drive_id(url)

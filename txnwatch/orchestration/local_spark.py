@@ -6,7 +6,9 @@ neither in the process list nor in Airflow's logs.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -70,6 +72,32 @@ def spark_submit_env(db_url: str, extra: dict[str, str] | None = None) -> dict[s
     env["PYSPARK_DRIVER_PYTHON"] = sys.executable
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
+
+
+# A line of spark-submit's output: log4j's "26/11/26 15:00:00 WARN Foo: ..." or the job's Python logging
+# "2026-11-26 15:00:00,123 WARNING txnwatch.detect: ...". The task log adds its own timestamp, so the
+# line's is dropped; its level becomes the record's level.
+_SPARK_LINE = re.compile(
+    r"^(?:\d{2,4}[/-]\d{2}[/-]\d{2}[ T]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?\s+)"
+    r"(?:(?P<level>TRACE|DEBUG|INFO|WARN|WARNING|ERROR|FATAL|CRITICAL)\s+)?(?P<rest>.*)$")
+_LEVELS = {"TRACE": logging.DEBUG, "DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARN": logging.WARNING,
+           "WARNING": logging.WARNING, "ERROR": logging.ERROR, "FATAL": logging.CRITICAL,
+           "CRITICAL": logging.CRITICAL}
+
+
+def spark_log_record(line: str) -> tuple[int, str]:
+    """(level, message) of one output line: its own timestamp dropped, its level kept (default INFO)."""
+    m = _SPARK_LINE.match(line)
+    if not m:
+        return logging.INFO, line
+    level = m.group("level")
+    return (_LEVELS[level] if level else logging.INFO), m.group("rest")
+
+
+def log_spark_line(logger: logging.Logger | logging.LoggerAdapter, line: str) -> None:
+    """Log one line of spark-submit's output at its own level, with the task log's timestamp only."""
+    level, message = spark_log_record(line)
+    logger.log(level, "%s", message)
 
 
 class SparkSubmitProcess:

@@ -13,7 +13,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from txnwatch.paths import REPO_ROOT, local_dir
+
 SQL_DIR = REPO_ROOT / "sql"
 SPARK_JOBS_DIR = REPO_ROOT / "spark_jobs"
 DETECT_ENTRY_SCRIPT = SPARK_JOBS_DIR / "detect_job.py"
@@ -30,7 +31,7 @@ def _truthy(value: str | None) -> bool:
 
 
 # Where data lives by default: `<repo>/.local` locally, a mounted folder in docker-compose.
-DATA_DIR = Path(os.environ.get("TXNWATCH_DATA_DIR", str(REPO_ROOT / ".local")))
+DATA_DIR = Path(os.environ.get("TXNWATCH_DATA_DIR", str(local_dir(create=False))))
 DEFAULT_SOURCE = os.environ.get("TXNWATCH_SOURCE", str(DATA_DIR / "data" / "transactions.csv"))
 DEFAULT_IMPORTANCE = os.environ.get("TXNWATCH_IMPORTANCE", str(DATA_DIR / "data" / "customer_importance.csv"))
 DEFAULT_LANDING = os.environ.get("TXNWATCH_LANDING", str(DATA_DIR / "landing"))

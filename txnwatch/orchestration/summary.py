@@ -17,4 +17,6 @@ def format_summary(report: dict) -> str:
         f"detections       : {total} ({by_pattern})",
         f"lag per chunk (s): p50 {_fmt(report.get('lag_p50_s'))}  p95 {_fmt(report.get('lag_p95_s'))}  "
         f"max {_fmt(report.get('lag_max_s'))}",
+        *([f"Y start-up (s)   : {_fmt(report['y_startup_s'])} (run start -> readiness mark)"]
+          if report.get("y_startup_s") is not None else []),
     ])

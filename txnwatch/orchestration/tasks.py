@@ -33,10 +33,54 @@ def publish_importance_file(importance: str, landing: str, aws_conn_id: str) -> 
     return publish_importance(importance, landing, s3_client=client)
 
 
-def landing_ready_via_connection(landing: str, aws_conn_id: str) -> bool:
-    from txnwatch.orchestration.checks import landing_ready
+def prepare_default_data(source: str, importance: str) -> str:
+    """Generate the demo data set where the X form's default source points, when that is what the run
+    asks for and it is missing: so triggering X with the defaults works on a fresh checkout.
 
-    return landing_ready(landing, s3_client_for(aws_conn_id) if uses_s3(landing) else None)
+    Any other source is the user's: this task then skips (the UI shows it pink), saying why.
+    """
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from txnwatch.demo_data import FULL_ROWS, IMPORTANCE, TRANSACTIONS, ensure_demo_data
+    from txnwatch.orchestration.checks import local_path
+    from txnwatch.orchestration.settings import DEFAULT_IMPORTANCE, DEFAULT_SOURCE
+
+    if (source, importance) != (DEFAULT_SOURCE, DEFAULT_IMPORTANCE):
+        raise AirflowSkipException("source and importance come from the form, not the defaults: "
+                                   "nothing to generate")
+    tx, imp = local_path(source), local_path(importance)
+    if tx is None or imp is None or (tx.name, imp.name) != (TRANSACTIONS, IMPORTANCE) or tx.parent != imp.parent:
+        raise AirflowSkipException(f"the defaults ({source}, {importance}) are not the generated demo files: "
+                                   "nothing to generate")
+    tx, imp, generated = ensure_demo_data(tx.parent, FULL_ROWS, say=log.info)
+    if not generated:
+        raise AirflowSkipException(f"the default data set is already there ({tx.parent}): nothing to generate")
+    log.info("generated %s and %s", tx, imp)
+    return str(tx)
+
+
+def inputs_readable(urls: list[str], poke_interval: float, timeout: float) -> bool:
+    """One poke of the source sensor: logs what it waits for; a missing local file fails at once.
+
+    A local file does not appear by waiting (a typo in the form is the usual cause), so it fails the task
+    with the path in the message instead of polling for an hour; http(s) and S3 sources may be
+    published later, so those are waited for.
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from txnwatch.orchestration.checks import local_path, source_available
+
+    missing_local = [u for u in urls if local_path(u) is not None and not source_available(u)]
+    if missing_local:
+        raise AirflowFailException(f"no such file: {', '.join(missing_local)}: fix the path in the form "
+                                   "(the default source is generated on demand by prepare_default_data)")
+    waiting = [u for u in urls if not source_available(u)]
+    if waiting:
+        log.info("waiting for %s to become readable (checking every %.0fs, giving up after %.0fs)",
+                 ", ".join(waiting), poke_interval, timeout)
+        return False
+    log.info("readable: %s", ", ".join(urls) or "(no local or http inputs: S3 inputs have their own sensor)")
+    return True
 
 
 def databricks_payload_for_run(params: dict, dag_id: str, run_id: str, task_id: str) -> dict:
@@ -66,11 +110,14 @@ def databricks_payload_for_run(params: dict, dag_id: str, run_id: str, task_id: 
 def report_via_connection(postgres_conn_id: str, schema: str) -> dict:
     """`collect_report` over a connection built from the Airflow Postgres connection; logs the summary."""
     from txnwatch.db import connect
+    from txnwatch.orchestration.readiness import y_readiness
     from txnwatch.orchestration.summary import format_summary
     from txnwatch.report import collect_report
 
     with connect(db_url_for(postgres_conn_id)) as conn:
         report = collect_report(conn, schema)
+        marks = y_readiness(conn, schema)
+    report["y_startup_s"] = marks.startup_s if marks else None
     for line in format_summary(report).splitlines():
         log.info("%s", line)
     return report

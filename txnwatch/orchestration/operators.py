@@ -1,14 +1,16 @@
-"""Custom operators of txnwatch (loaded from Airflow's plugins folder, which Airflow puts on sys.path).
+"""Custom operators of txnwatch, in the package (Airflow recommends a regular package for operators).
 
 - `MechanismXProducerOperator`: Mechanism X as one long-running, high-frequency producer task.
 - `LocalSparkSubmitOperator`: Mechanism Y through a local `spark-submit` of the Databricks entry script.
 
-They are thin: the logic is in `txnwatch` (ingest, orchestration.*). Neither imports pyspark.
+They are thin: the logic is in `txnwatch` (ingest, orchestration.*). Neither imports pyspark. The DAGs
+render templates as native objects (`render_template_as_native_obj=True`), so templated fields arrive
+as the params' own types (int, float, bool, dict, None); a string where a number or flag belongs means
+the DAG renders to text, which is refused with a one-line error rather than guessed at.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -19,25 +21,18 @@ from txnwatch.orchestration.settings import AWS_CONN_ID, POSTGRES_CONN_ID
 from txnwatch.orchestration.tasks import db_url_for, s3_client_for
 
 
-def _as_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    return str(value).strip().lower() in ("1", "true", "yes", "on")
-
-
-def _as_optional_int(value: Any) -> int | None:
-    if value is None or str(value).strip() in ("", "None", "null"):
-        return None
-    return int(float(value))
-
-
-def _as_dict(value: Any) -> dict:
-    if not value:
-        return {}
-    if isinstance(value, dict):
-        return value
-    text = str(value).strip()
-    return json.loads(text) if text and text not in ("None", "null") else {}
+def _require(name: str, value: Any, kinds: type | tuple[type, ...]) -> Any:
+    # bool is an int subclass: a flag where a count belongs is as wrong as text.
+    wanted = kinds if isinstance(kinds, tuple) else (kinds,)
+    if isinstance(value, bool) and bool not in wanted:
+        ok = False
+    else:
+        ok = isinstance(value, wanted)
+    if not ok:
+        names = " or ".join("null" if k is type(None) else k.__name__ for k in wanted)
+        raise TypeError(f"{name} must be {names}, got {type(value).__name__} {value!r} "
+                        "(render the DAG's templates as native objects: render_template_as_native_obj=True)")
+    return value
 
 
 class MechanismXProducerOperator(BaseOperator):
@@ -52,10 +47,10 @@ class MechanismXProducerOperator(BaseOperator):
                                       "interval_seconds", "max_chunks", "schema")
     ui_color = "#e8f4fd"
 
-    def __init__(self, *, source: str, importance: str, landing: str, rows_per_chunk: Any = 10_000,
-                 interval_seconds: Any = 1.0, max_chunks: Any = None, schema: str = "txnwatch",
-                 postgres_conn_id: str = POSTGRES_CONN_ID, aws_conn_id: str = AWS_CONN_ID,
-                 **kwargs: Any) -> None:
+    def __init__(self, *, source: str, importance: str, landing: str, rows_per_chunk: int | str = 10_000,
+                 interval_seconds: float | str = 1.0, max_chunks: int | str | None = None,
+                 schema: str = "txnwatch", postgres_conn_id: str = POSTGRES_CONN_ID,
+                 aws_conn_id: str = AWS_CONN_ID, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.source = source
         self.importance = importance
@@ -74,15 +69,18 @@ class MechanismXProducerOperator(BaseOperator):
         from txnwatch.ingest import run_ingest
         from txnwatch.orchestration.connections import uses_s3
 
+        rows_per_chunk = _require("rows_per_chunk", self.rows_per_chunk, int)
+        interval = float(_require("interval_seconds", self.interval_seconds, (int, float)))
+        max_chunks = _require("max_chunks", self.max_chunks, (int, type(None)))
         s3_client = (s3_client_for(self.aws_conn_id)
                      if uses_s3(self.source, self.importance, self.landing) else None)
         self.log.info("Mechanism X: %s -> %s (%s rows per chunk, every %ss, schema %s)", self.source,
-                      self.landing, self.rows_per_chunk, self.interval_seconds, self.schema)
+                      self.landing, rows_per_chunk, interval, self.schema)
         summary = run_ingest(
             source=self.source, importance=self.importance, landing=self.landing,
             db_url=db_url_for(self.postgres_conn_id), schema=self.schema,
-            rows_per_chunk=int(self.rows_per_chunk), interval=float(self.interval_seconds),
-            max_chunks=_as_optional_int(self.max_chunks), s3_client=s3_client, stop=self._stop)
+            rows_per_chunk=rows_per_chunk, interval=interval, max_chunks=max_chunks,
+            s3_client=s3_client, stop=self._stop)
         result = asdict(summary) if is_dataclass(summary) else dict(vars(summary))
         self.log.info("Mechanism X done: %s", result)
         if result.get("stopped") and not result.get("finished"):
@@ -98,15 +96,17 @@ class LocalSparkSubmitOperator(BaseOperator):
     """Runs the Mechanism Y entry script with the venv's `spark-submit`, as Databricks would run it.
 
     The database URL goes to the job in the TXNWATCH_DB_URL environment variable (never argv); S3
-    credentials of the AWS connection likewise. `on_kill` stops the whole spark-submit process group.
+    credentials of the AWS connection likewise. Spark's output becomes the task log, one timestamp per
+    line and Spark's own level (WARN as WARNING). `on_kill` stops the whole spark-submit process group.
     """
 
     template_fields: Sequence[str] = ("landing", "output_location", "schema", "until_end", "thresholds")
     ui_color = "#fdf2e8"
 
-    def __init__(self, *, landing: str, output_location: str, schema: str = "txnwatch", until_end: Any = True,
-                 thresholds: Any = None, postgres_conn_id: str = POSTGRES_CONN_ID,
-                 aws_conn_id: str = AWS_CONN_ID, **kwargs: Any) -> None:
+    def __init__(self, *, landing: str, output_location: str, schema: str = "txnwatch",
+                 until_end: bool | str = True, thresholds: dict | str | None = None,
+                 postgres_conn_id: str = POSTGRES_CONN_ID, aws_conn_id: str = AWS_CONN_ID,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.landing = landing
         self.output_location = output_location
@@ -121,22 +121,24 @@ class LocalSparkSubmitOperator(BaseOperator):
         from txnwatch.orchestration.connections import aws_env, uses_s3
         from txnwatch.orchestration.local_spark import (
             SparkSubmitProcess,
+            log_spark_line,
             spark_submit_command,
             spark_submit_env,
         )
         from txnwatch.orchestration.settings import REPO_ROOT
 
+        until_end = _require("until_end", self.until_end, bool)
+        thresholds = _require("thresholds", self.thresholds, (dict, type(None))) or {}
         extra_env: dict[str, str] = {}
         if uses_s3(self.landing, self.output_location):
             from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
             extra_env = aws_env(S3Hook.get_connection(self.aws_conn_id))
-        cmd = spark_submit_command(self.landing, self.output_location, self.schema, _as_bool(self.until_end),
-                                   _as_dict(self.thresholds))
+        cmd = spark_submit_command(self.landing, self.output_location, self.schema, until_end, thresholds)
         env = spark_submit_env(db_url_for(self.postgres_conn_id), extra_env)
         self.log.info("spark-submit: %s", " ".join(cmd))
         self._process = SparkSubmitProcess(cmd, env, cwd=REPO_ROOT)
-        code = self._process.run(lambda line: self.log.info("%s", line))
+        code = self._process.run(lambda line: log_spark_line(self.log, line))
         if code != 0:
             raise RuntimeError(f"spark-submit exited with code {code}")
         return code
