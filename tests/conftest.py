@@ -124,3 +124,30 @@ def spark():
 def sample_csv() -> Path:
     assert SAMPLE_CSV.exists(), f"missing {SAMPLE_CSV}"
     return SAMPLE_CSV
+
+
+@pytest.fixture
+def pg_proxy(pg_server_url):
+    """A FaultProxy in front of the test PostgreSQL server; `.url` reaches the server through it."""
+    from fault_proxy import FaultProxy
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(pg_server_url)
+    proxy = FaultProxy(params.get("host") or "127.0.0.1", int(params.get("port") or 5432))
+    proxy.url = make_conninfo(**{**params, "host": "127.0.0.1", "port": str(proxy.port)})
+    yield proxy
+    proxy.close()
+
+
+@pytest.fixture
+def s3_proxy(s3_endpoint):
+    """A FaultProxy in front of the moto S3 server; `.url` is an endpoint URL through it."""
+    from urllib.parse import urlparse
+
+    from fault_proxy import FaultProxy
+
+    parsed = urlparse(s3_endpoint)
+    proxy = FaultProxy(parsed.hostname, parsed.port)
+    proxy.url = f"http://127.0.0.1:{proxy.port}"
+    yield proxy
+    proxy.close()

@@ -34,6 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
                                     "else an embedded server under .local/)")
         p.add_argument("--schema", default=DEFAULT_SCHEMA, help="schema holding state and checkpoints")
 
+    def retry_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--retry-for", type=_non_negative_float, metavar="SECONDS",
+                       help="ride out a PostgreSQL or S3 outage for this long before failing "
+                            "(default: TXNWATCH_RETRY_SECONDS, else 120)")
+
     p = sub.add_parser("ingest", help="Mechanism X: land the source as chunks, one per interval")
     p.add_argument("--source", required=True, help="transactions CSV: path, file://, http(s)://, "
                                                    "Google Drive link or id, s3://")
@@ -44,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=_non_negative_float, default=1.0,
                    help="seconds between chunks (0: flat out)")
     p.add_argument("--max-chunks", type=_positive_int, help="replay only the first K chunks")
+    retry_args(p)
 
     p = sub.add_parser("detect", help="Mechanism Y: the Spark detection job")
     p.add_argument("--landing", required=True)
@@ -55,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="when behind, process up to this many chunks in one Spark pass")
     p.add_argument("--threshold", action="append", metavar="NAME=VALUE",
                    help="override a rule threshold (repeatable), e.g. child_min_txns=80")
+    retry_args(p)
 
     p = sub.add_parser("generate", help="write a seeded BankSim-shaped data set and its importance file")
     p.add_argument("--rows", type=_positive_int, default=594_643)
