@@ -25,6 +25,13 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="txnwatch", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -49,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=_non_negative_float, default=1.0,
                    help="seconds between chunks (0: flat out)")
     p.add_argument("--max-chunks", type=_positive_int, help="replay only the first K chunks")
+    p.add_argument("--max-rejected-share", type=_share, default=0.5, metavar="FRACTION",
+                   help="stop when more than this share of a chunk's rows is rejected (default 0.5)")
     retry_args(p)
 
     p = sub.add_parser("detect", help="Mechanism Y: the Spark detection job")

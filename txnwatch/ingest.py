@@ -47,6 +47,7 @@ from txnwatch.sources import LocalCopy, fetch
 from txnwatch.storage import Store, open_store
 
 log = logging.getLogger("txnwatch.ingest")
+DEFAULT_MAX_REJECTED_SHARE = 0.5  # more rejected rows than this in one chunk: probably the wrong file
 LOCK_WAIT_S = 15.0  # after a reconnect: how long the dropped session may keep holding the ingest lock
 IMPORTANCE_REJECTED_KEY = f"{lz.REJECTED_PREFIX}customer_importance.csv"
 
@@ -83,7 +84,8 @@ def _csv_bytes(header: tuple[str, ...], rows: list[list[str]]) -> bytes:
 
 def _open_text(copy: LocalCopy, role: str):
     try:
-        return open(copy.path, encoding="utf-8-sig", newline="")
+        # surrogateescape: a row with a non-UTF-8 byte is rejected on its own (layouts.read_records).
+        return open(copy.path, encoding="utf-8-sig", errors="surrogateescape", newline="")
     except OSError as e:
         raise TxnwatchError(f"cannot read {role} {copy.location}: {e.strerror or e}") from None
 
@@ -123,8 +125,8 @@ class ChunkReader:
             rows: list[list[str]] = []
             rejected: list[list[str]] = []
             normalise, position = self.layout.normalise, self._position
-            for line, fields, raw in itertools.islice(self._rows, self.rows_per_chunk):
-                out = normalise(position, fields)
+            for line, fields, raw, error in itertools.islice(self._rows, self.rows_per_chunk):
+                out = error or normalise(position, fields)
                 position += 1
                 if out.__class__ is str:
                     rejected.append([str(line), out, raw])
@@ -149,7 +151,7 @@ def normalise_importance(copy: LocalCopy) -> tuple[bytes, bytes | None, int, int
         rows: list[list[str]] = []
         rejected: list[list[str]] = []
         for rec in read_records(f, name, layout.quotechar, header.line + header.raw.count("\n") + 1):
-            out = layout.normalise(rec.fields)
+            out = rec.error or layout.normalise(rec.fields)
             if isinstance(out, str):
                 rejected.append([str(rec.line), out, rec.raw])
             else:
@@ -292,6 +294,7 @@ def run_ingest(
     s3_client: Any = None,
     stop: threading.Event | None = None,
     retry_for: float | None = None,
+    max_rejected_share: float = DEFAULT_MAX_REJECTED_SHARE,
 ) -> IngestSummary:
     """Land `source` into `landing` one chunk per `interval`, resuming from the Postgres checkpoint.
 
@@ -309,7 +312,7 @@ def run_ingest(
     ledger = Ledger(db_url, schema, store.url)
     try:
         return _run(ledger, policy, store, summary, source, importance, rows_per_chunk, interval,
-                    max_chunks, s3_client, stop)
+                    max_chunks, s3_client, stop, max_rejected_share)
     except psycopg.Error as e:
         raise TxnwatchError(f"PostgreSQL at {redact(db_url)} failed: {first_line(e)}") from None
     except OSError as e:
@@ -322,7 +325,7 @@ def run_ingest(
 
 
 def _run(ledger: Ledger, policy: RetryPolicy, store, summary, source, importance, rows_per_chunk, interval,
-         max_chunks, s3_client, stop) -> IngestSummary:
+         max_chunks, s3_client, stop, max_rejected_share) -> IngestSummary:
     def connect_and_fetch() -> tuple[LocalCopy, dict | None]:
         init_schema(ledger.conn, ledger.s)
         return fetch(source, s3_client), ledger.load()
@@ -354,7 +357,8 @@ def _run(ledger: Ledger, policy: RetryPolicy, store, summary, source, importance
                  src.location, store.url, reader.layout.name, rows_per_chunk, interval,
                  f"resuming after chunk {done}" if done else "starting at chunk 1")
         reader.skip(done)
-        exhausted = _land_chunks(reader, store, ledger, policy, summary, done, interval, max_chunks, stop)
+        exhausted = _land_chunks(reader, store, ledger, policy, summary, done, interval, max_chunks, stop,
+                                 max_rejected_share)
     finally:
         reader.close()
     if exhausted:
@@ -376,7 +380,8 @@ def _run(ledger: Ledger, policy: RetryPolicy, store, summary, source, importance
 
 
 def _land_chunks(reader: ChunkReader, store: Store, ledger: Ledger, policy: RetryPolicy, summary: IngestSummary,
-                 done: int, interval: float, max_chunks: int | None, stop: threading.Event) -> bool:
+                 done: int, interval: float, max_chunks: int | None, stop: threading.Event,
+                 max_rejected_share: float = DEFAULT_MAX_REJECTED_SHARE) -> bool:
     """Land chunks done+1, done+2, ... on schedule. True when the stream has ended."""
     if max_chunks is not None and done >= max_chunks:
         return True
@@ -393,6 +398,7 @@ def _land_chunks(reader: ChunkReader, store: Store, ledger: Ledger, policy: Retr
         if stop.is_set():
             summary.stopped = True
             return False
+        _check_rejected_share(chunk, max_rejected_share, reader.copy.location)
         lag = max(0.0, time.monotonic() - due) if interval > 0 else 0.0
         # The unit an outage re-runs from its start: the puts are idempotent (identical bytes) and so is
         # the commit.
@@ -407,6 +413,24 @@ def _land_chunks(reader: ChunkReader, store: Store, ledger: Ledger, policy: Retr
         if max_chunks is not None and chunk.k >= max_chunks:
             return True
     return True
+
+
+def _check_rejected_share(chunk: Chunk, share: float, source: str) -> None:
+    """A damaged row is quarantined and the stream goes on; a chunk that is mostly rejected means the
+    wrong file was probably given, so that stops the ingest (before the chunk is landed)."""
+    total = chunk.rows + chunk.rejected_count
+    if total and chunk.rejected_count > share * total:
+        first = parse_rejected(chunk.rejected)[0]
+        raise TxnwatchError(
+            f"chunk {chunk.k}: {chunk.rejected_count} of {total} rows rejected (more than {share:.0%}), e.g. "
+            f"line {first[0]}: {first[1]}; is {source} the right file? (--max-rejected-share to allow more)")
+
+
+def parse_rejected(data: bytes | None) -> list[list[str]]:
+    """The rows of a rejected-rows file (sourceLine, reason, raw), without its header."""
+    if not data:
+        return []
+    return list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))[1:]
 
 
 def _land_one(store: Store, ledger: Ledger, chunk: Chunk, lag: float) -> None:
@@ -437,7 +461,8 @@ def command(args) -> int:
         summary = run_ingest(
             source=args.source, importance=args.importance, landing=args.landing,
             db_url=resolve_db_url(args.db), schema=args.schema, rows_per_chunk=args.rows_per_chunk,
-            interval=args.interval, max_chunks=args.max_chunks, stop=stop, retry_for=args.retry_for)
+            interval=args.interval, max_chunks=args.max_chunks, stop=stop, retry_for=args.retry_for,
+            max_rejected_share=args.max_rejected_share)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
