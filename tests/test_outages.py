@@ -226,3 +226,40 @@ def test_an_error_retrying_cannot_cure_fails_at_once(tmp_path, pg_server_url, sc
         assert proc.returncode == 2 and expected in proc.stderr, proc.stderr
         assert time.monotonic() - started < 30  # not retried for the 60 s bound
         assert "unreachable" not in proc.stderr
+
+
+def x_ledger(db_url: str, schema: str) -> list[tuple]:
+    try:
+        with psycopg.connect(db_url) as conn:
+            return conn.execute(f"SELECT chunk, rows, rejected FROM {schema}.x_chunks ORDER BY chunk").fetchall()
+    except psycopg.Error:
+        return []
+
+
+def test_x_alone_rides_out_a_postgres_cut(tmp_path, pg_server_url, schema, pg_proxy):
+    """X (no Spark: quick) through a PostgreSQL cut: exit 0, one warning, and the landing zone and
+    ledger equal an uninterrupted run's."""
+    src, imp = write_source(tmp_path, seed=7, n_rows=6000)
+    common = ["--source", str(src), "--importance", str(imp), "--rows-per-chunk", "200", "--interval", "0.1"]
+    x, x_log = spawn(["ingest", *common, "--landing", str(tmp_path / "cut"), "--db", pg_proxy.url,
+                      "--schema", schema], tmp_path, "x")
+    wait_for(lambda: len(x_ledger(pg_server_url, schema)) >= 5, timeout=120, what="chunk 5 committed")
+    pg_proxy.cut(3)
+    log = finish(x, x_log)
+    assert pg_proxy.refused > 0 and log.count("PostgreSQL unreachable") == 1, log[-3000:]
+    cut_ledger = x_ledger(pg_server_url, schema)
+    assert [c for c, _, _ in cut_ledger] == list(range(1, 31))
+
+    other = f"{schema}_ref"
+    ref, ref_log = spawn(["ingest", *common, "--interval", "0", "--landing", str(tmp_path / "ref"),
+                          "--db", pg_server_url, "--schema", other], tmp_path, "ref")
+    finish(ref, ref_log)
+    try:
+        assert x_ledger(pg_server_url, other) == cut_ledger
+        files = sorted(p.relative_to(tmp_path / "ref") for p in (tmp_path / "ref").rglob("*") if p.is_file())
+        assert files == sorted(p.relative_to(tmp_path / "cut") for p in (tmp_path / "cut").rglob("*") if p.is_file())
+        for f in files:
+            assert (tmp_path / "cut" / f).read_bytes() == (tmp_path / "ref" / f).read_bytes(), f
+    finally:
+        with psycopg.connect(pg_server_url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {other} CASCADE")
