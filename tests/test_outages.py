@@ -263,3 +263,22 @@ def test_x_alone_rides_out_a_postgres_cut(tmp_path, pg_server_url, schema, pg_pr
     finally:
         with psycopg.connect(pg_server_url, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA IF EXISTS {other} CASCADE")
+
+
+def test_x_alone_rides_out_an_s3_cut(tmp_path, pg_server_url, schema, s3_bucket, s3_proxy):
+    src, imp = write_source(tmp_path, seed=8, n_rows=6000)
+    common = ["--source", str(src), "--importance", str(imp), "--rows-per-chunk", "200", "--db", pg_server_url,
+              "--schema", schema]
+    x, x_log = spawn(["ingest", *common, "--interval", "0.1", "--landing", f"s3://{s3_bucket}/cut"], tmp_path, "x",
+                     AWS_ENDPOINT_URL=s3_proxy.url)
+    wait_for(lambda: len(x_ledger(pg_server_url, schema)) >= 5, timeout=120, what="chunk 5 committed")
+    s3_proxy.cut(8)
+    log = finish(x, x_log)
+    assert s3_proxy.refused > 0 and log.count("S3 unreachable") <= 1, log[-3000:]
+    ref, ref_log = spawn(["ingest", *common, "--interval", "0", "--landing", f"s3://{s3_bucket}/ref"], tmp_path,
+                         "ref")
+    finish(ref, ref_log)
+    cut, want = open_store(f"s3://{s3_bucket}/cut"), open_store(f"s3://{s3_bucket}/ref")
+    assert cut.list() == want.list() and len(want.list()) > 30
+    for key in want.list():
+        assert cut.get(key) == want.get(key), key
