@@ -83,6 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "ingest":
             from txnwatch.ingest import command
         elif args.command == "detect":
+            from txnwatch.runtime import require_supported_spark
+
+            require_supported_spark()  # before any Spark work: an old runtime fails here with one line
             from txnwatch.detect.job import command
         elif args.command == "generate":
             from txnwatch.generate import command
