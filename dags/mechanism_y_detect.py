@@ -5,9 +5,11 @@ Creates the state tables, waits for the landing zone to start (its first chunk o
 launches the Spark job on the runner chosen in the form:
 
 * `local` (default): `spark-submit` of `spark_jobs/detect_job.py` with the project's own Spark;
-* `databricks`: `DatabricksSubmitRunOperator` — a `spark_python_task` on the same entry script with the
-  project's wheel as a library, an idempotency token derived from the DAG run, a server-side timeout,
-  credentials as Databricks secret references; the run is cancelled if the task is killed.
+* `databricks`: `DatabricksSubmitRunOperator` — one task (Jobs API 2.2) running the same entry script as a
+  `spark_python_task` on Databricks Runtime 17.3 LTS (Spark 4) by default, with the project's wheel as a
+  library, both from the release of this code that `txnwatch databricks deploy` put in a Unity Catalog
+  volume (checked before submitting); an idempotency token derived from the DAG run, a server-side
+  timeout, credentials as Databricks secret references; the run is cancelled if the task is killed.
 
 Afterwards `report` reads the per-chunk metrics from Postgres and logs the summary.
 Connections: `postgres_default`, `aws_default` (for `s3://` locations), `databricks_default`.
@@ -96,11 +98,12 @@ def mechanism_y_detect():
 
     @task(task_id=RUN_DATABRICKS + "_payload")
     def databricks_payload(params=None, dag_run=None) -> dict:
-        """The runs/submit JSON, built at run time from configuration (no secret in it)."""
+        """The runs/submit JSON (Jobs API 2.2), built at run time from configuration (no secret in it),
+        pinned to the deployed release of this code (`txnwatch databricks deploy`)."""
         from txnwatch.orchestration.tasks import databricks_payload_for_run
 
         return databricks_payload_for_run(params, dag_id=cfg.Y_DAG_ID, run_id=dag_run.run_id,
-                                          task_id=RUN_DATABRICKS)
+                                          task_id=RUN_DATABRICKS, databricks_conn_id=cfg.DATABRICKS_CONN_ID)
 
     payload = databricks_payload()
     run_databricks = DatabricksSubmitRunOperator(

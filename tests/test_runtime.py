@@ -42,7 +42,7 @@ def test_detect_accepts_the_installed_pyspark():
 
 def _detect_cli(tmp_path: Path, runtime_spark: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, TXNWATCH_TEST_RUNTIME_SPARK=runtime_spark,
-               PYTHONPATH=os.pathsep.join([str(ROOT / "tests" / "runtime_spark"), os.environ.get("PYTHONPATH", "")]))
+               PYTHONPATH=os.pathsep.join([str(ROOT / "tests" / "cluster_python"), os.environ.get("PYTHONPATH", "")]))
     # No database and no landing zone: the check must come before anything touches them.
     return subprocess.run([sys.executable, "-m", "txnwatch", "detect", "--landing", str(tmp_path / "landing"),
                            "--output", str(tmp_path / "output"), "--db", "postgresql://nobody@127.0.0.1:1/x"],
