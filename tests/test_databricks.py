@@ -145,6 +145,22 @@ def test_databricks_wheel_holds_the_library_not_the_developer_tools(release_whee
     assert f"Version: {release.version}" in metadata and "Requires-Dist" not in metadata
 
 
+def test_databricks_release_version_follows_the_shipped_code(tmp_path, monkeypatch):
+    import shutil
+
+    from txnwatch.orchestration import release as rel
+
+    package = tmp_path / "txnwatch"
+    shutil.copytree(rel.PACKAGE_DIR, package, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(rel, "PACKAGE_DIR", package)
+    before = rel.current_release().version
+    (package / "orchestration" / "tasks.py").write_text("# a developer tool: not shipped\n")
+    assert rel.current_release().version == before
+    (package / "detect" / "rules.py").write_text((package / "detect" / "rules.py").read_text() + "\n# changed\n")
+    after = rel.current_release().version
+    assert after != before and after.split("+")[0] == before.split("+")[0] == rel.package_version()
+
+
 @pytest.mark.parametrize("conn, expected", [
     (dict(host="127.0.0.1", port=8443, schema="http", password="tok"),
      {"host": "http://127.0.0.1:8443", "token": "tok", "auth_type": "pat"}),
