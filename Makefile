@@ -10,7 +10,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv spark-cds test demo lint bench wheel clean
+# The runtime-matched environment: Y's tests on the library versions of Databricks Runtime 17.3 LTS.
+DBR_VENV := .venv-dbr
+DBR_BIN := $(DBR_VENV)/bin
+DBR_STAMP := $(DBR_VENV)/.installed
+
+.PHONY: venv venv-dbr spark-cds test test-dbr demo lint bench wheel clean
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	@test -n "$(PY)" || { echo "Python 3.11+ is required (set PY=/path/to/python3)"; exit 1; }
@@ -21,13 +26,28 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 
 venv: $(STAMP)
 
+$(DBR_STAMP): requirements-dbr.txt constraints-dbr.txt pyproject.toml
+	@test -n "$(PY)" || { echo "Python 3.11+ is required (set PY=/path/to/python3)"; exit 1; }
+	@test -x $(DBR_BIN)/python || $(PY) -m venv $(DBR_VENV)
+	$(DBR_BIN)/pip install -r requirements-dbr.txt -c constraints-dbr.txt
+	$(DBR_BIN)/pip install --no-deps -e .
+	@touch $(DBR_STAMP)
+
+venv-dbr: $(DBR_STAMP)
+
 # The driver JVM's class data sharing archive (txnwatch/detect/jvm_startup.py): built once, under .local/.
 spark-cds: $(STAMP)
 	@SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python -m txnwatch.detect.jvm_startup
 
-test: spark-cds
+test: spark-cds $(DBR_STAMP)
 	$(BIN)/ruff check .
 	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python -m pytest
+	SPARK_LOCAL_IP=127.0.0.1 $(DBR_BIN)/python -m pytest -k detect
+
+# Y's tests (rules, reference comparisons, kill tests) on Databricks Runtime 17.3 LTS's pyspark, pyarrow,
+# pandas and numpy (requirements-dbr.txt): an API newer than the runtime's fails here.
+test-dbr: $(DBR_STAMP)
+	SPARK_LOCAL_IP=127.0.0.1 $(DBR_BIN)/python -m pytest -k detect
 
 demo: spark-cds
 	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python -m txnwatch.demo
@@ -38,10 +58,10 @@ lint: $(STAMP)
 bench: spark-cds
 	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python tools/bench.py
 
-# The wheel shipped to Databricks as the job's library.
+# The wheel shipped to Databricks as the job's library (`txnwatch databricks deploy` builds and uploads it).
 wheel: $(STAMP)
 	rm -rf build dist
-	$(BIN)/pip wheel --no-deps -w dist .
+	$(BIN)/txnwatch databricks build --out dist
 
 clean:
 	rm -rf build dist .local .pytest_cache

@@ -12,10 +12,12 @@ Tasks, and when each is **skipped** (pink in the grid):
 * `choose_runner`: picks the branch named by the `runner` param.
 * `run_detect_local`: `spark-submit spark_jobs/detect_job.py` with the project's own Spark.
   Skipped when the runner is `databricks`.
-* `run_detect_databricks_payload` → `run_detect_databricks`: `DatabricksSubmitRunOperator`, a
-  `spark_python_task` on the same entry script with the project's wheel as a library, an idempotency
-  token from the DAG run, a server-side timeout and secret references for credentials; the run is
-  cancelled if the task is killed. Skipped when the runner is `local` (the default).
+* `run_detect_databricks_payload` → `run_detect_databricks`: `DatabricksSubmitRunOperator`, one task
+  (Jobs API 2.2) running the same entry script as a `spark_python_task` on Databricks Runtime 17.3 LTS
+  (Spark 4) by default, with the project's wheel as a library, both from the release of this code that
+  `txnwatch databricks deploy` put in a Unity Catalog volume (checked before submitting); an idempotency
+  token derived from the DAG run, a server-side timeout, credentials as Databricks secret references; the
+  run is cancelled if the task is killed. Skipped when the runner is `local` (the default).
 * `report`: per-chunk lag, detections per pattern and Y's start-up, read from Postgres.
 
 Connections: `postgres_default`, `aws_default` (for `s3://` locations), `databricks_default`.
@@ -107,11 +109,12 @@ def mechanism_y_detect():
     @task(task_id=RUN_DATABRICKS + "_payload",
           doc_md="Builds the Databricks runs/submit JSON. **Skipped** when the runner is `local`.")
     def databricks_payload(params=None, dag_run=None) -> dict:
-        """The runs/submit JSON, built at run time from configuration (no secret in it)."""
+        """The runs/submit JSON (Jobs API 2.2), built at run time from configuration (no secret in it),
+        pinned to the deployed release of this code (`txnwatch databricks deploy`)."""
         from txnwatch.orchestration.tasks import databricks_payload_for_run
 
         return databricks_payload_for_run(params, dag_id=cfg.Y_DAG_ID, run_id=dag_run.run_id,
-                                          task_id=RUN_DATABRICKS)
+                                          task_id=RUN_DATABRICKS, databricks_conn_id=cfg.DATABRICKS_CONN_ID)
 
     payload = databricks_payload()
     run_databricks = DatabricksSubmitRunOperator(

@@ -6,12 +6,14 @@ import json
 
 import pytest
 from airflow_support import (
+    ARTIFACTS,
     SECRET_PASSWORD,
     SMALL_THRESHOLDS,
     STANDIN_TOKEN,
     drop_metadata_db,
     generate,
     session_airflow,
+    standin_client,
 )
 from conftest import free_port
 
@@ -51,21 +53,41 @@ def password_url(server_url: str) -> str:
 
 @pytest.fixture
 def databricks_standin(tmp_path, pg_server_url):
-    """The Jobs API stand-in on a free port; yields (standin, env for Airflow processes)."""
+    """The workspace stand-in (Jobs, Files, Workspace APIs) on a free port, with the volume ARTIFACTS;
+    yields (standin, env for Airflow processes)."""
     from databricks_standin import DatabricksStandin
 
     standin = DatabricksStandin(token=STANDIN_TOKEN, secrets={"txnwatch/db_url": password_url(pg_server_url)},
-                                log_dir=tmp_path)
+                                log_dir=tmp_path, volumes={ARTIFACTS})
     port = standin.start(free_port())
     env = {
         "AIRFLOW_CONN_DATABRICKS_DEFAULT": json.dumps({"conn_type": "databricks", "host": "127.0.0.1",
                                                        "port": port, "schema": "http",
                                                        "password": STANDIN_TOKEN}),
         "TXNWATCH_DATABRICKS_POLL_S": "1",
-        "TXNWATCH_DATABRICKS_ENTRY_SCRIPT": "dbfs:/txnwatch/spark_jobs/detect_job.py",
-        "TXNWATCH_DATABRICKS_WHEEL": "dbfs:/txnwatch/dist/txnwatch-0.1.0-py3-none-any.whl",
+        "TXNWATCH_DATABRICKS_ARTIFACTS": ARTIFACTS,
         "TXNWATCH_DATABRICKS_SECRET_SCOPE": "txnwatch",
         "TXNWATCH_DATABRICKS_DB_URL_SECRET": "db_url",
     }
     yield standin, env
     standin.stop()
+
+
+@pytest.fixture(scope="session")
+def release_wheel(tmp_path_factory):
+    """(release, wheel) of the code under test, built once per session."""
+    from txnwatch.orchestration.deploy import build_wheel
+    from txnwatch.orchestration.release import current_release
+
+    release = current_release()
+    return release, build_wheel(release, tmp_path_factory.mktemp("dist"))
+
+
+@pytest.fixture
+def deployed_release(databricks_standin, release_wheel):
+    """The release of this code deployed to the stand-in's volume, as `txnwatch databricks deploy` does."""
+    from txnwatch.orchestration.deploy import deploy_release
+
+    release, wheel = release_wheel
+    deploy_release(standin_client(databricks_standin[0]), ARTIFACTS, release, wheel)
+    return release

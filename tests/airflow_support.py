@@ -18,6 +18,16 @@ BIN = Path(sys.executable).parent
 # Trust auth ignores the password: it is there to prove no secret leaks into payloads or logs.
 SECRET_PASSWORD = "s3cr3t-Pw-9f2c"
 STANDIN_TOKEN = "dapi-standin-token-0123"
+# The Unity Catalog volume the workspace stand-in has, where releases are deployed.
+ARTIFACTS = "/Volumes/main/txnwatch/artifacts"
+
+
+def standin_client(standin):
+    """The official databricks-sdk client, pointed at the workspace stand-in."""
+    from databricks.sdk import WorkspaceClient
+
+    return WorkspaceClient(host=f"http://127.0.0.1:{standin.server.server_address[1]}", token=STANDIN_TOKEN,
+                           auth_type="pat")
 
 # Extra threshold overrides for small generated sets (the generator's scaled_thresholds come on top).
 SMALL_THRESHOLDS: dict = {}

@@ -1,17 +1,23 @@
-"""The Databricks path of Mechanism Y, for real against a local stand-in of the Jobs API.
+"""The Databricks path of Mechanism Y, for real against a local stand-in of the workspace (Jobs, Files and
+Workspace APIs): payload defaults, `txnwatch databricks deploy`, the stand-in's refusals, the DAG end to end.
 
 `pytest -k databricks` selects every test here.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import re
 import subprocess
 import sys
 import time
+import zipfile
 
 import pytest
 from airflow_support import (
+    ARTIFACTS,
     ROOT,
     SECRET_PASSWORD,
     STANDIN_TOKEN,
@@ -20,10 +26,15 @@ from airflow_support import (
     detection_keys,
     read_detections,
     reference_keys,
+    standin_client,
     start,
 )
 
+from txnwatch.errors import TxnwatchError
+from txnwatch.orchestration.connections import databricks_client_args
 from txnwatch.orchestration.databricks import build_submit_payload, idempotency_token
+from txnwatch.orchestration.deploy import release_deployed
+from txnwatch.orchestration.release import current_release
 from txnwatch.orchestration.settings import DatabricksConfig, databricks_config
 
 pytest_plugins = ["airflow_fixtures"]
@@ -41,43 +52,260 @@ def test_databricks_idempotency_token_is_stable_and_short():
     assert len(idempotency_token("d" * 250, long_run_id, "t" * 250)) <= 64
 
 
+def _release_payload(cfg: DatabricksConfig | None = None, **kwargs) -> dict:
+    defaults = dict(landing="s3://bank/landing", output="s3://bank/output", schema="txnwatch", token="t" * 64,
+                    run_name="r")
+    return build_submit_payload(cfg=cfg or databricks_config(), release=current_release(),
+                                **{**defaults, **kwargs})
+
+
+def test_databricks_payload_defaults_run_on_spark_4_from_a_volume(monkeypatch):
+    for key in ("ARTIFACTS", "WHEEL", "ENTRY_SCRIPT", "SPARK_VERSION", "CLUSTER_ID"):
+        monkeypatch.delenv(f"TXNWATCH_DATABRICKS_{key}", raising=False)
+    payload = _release_payload()
+    release = current_release()
+    # Jobs API 2.2: the top level holds the run, the task holds the work.
+    assert set(payload) == {"run_name", "tasks", "timeout_seconds", "idempotency_token"}
+    [task] = payload["tasks"]
+    assert task["task_key"] == "detect"
+    assert task["new_cluster"]["spark_version"] == "17.3.x-scala2.13"  # Databricks Runtime 17.3 LTS: Spark 4.0.0
+    folder = f"/Volumes/main/txnwatch/artifacts/txnwatch-{release.version}"
+    assert task["spark_python_task"]["python_file"] == f"{folder}/detect_job.py"
+    assert task["libraries"][0] == {"whl": f"{folder}/{release.wheel_name}"}
+    assert "dbfs:" not in json.dumps(payload)
+    assert re.fullmatch(r"\d+\.\d+\.\d+\+h[0-9a-f]{12}", release.version)
+
+
 def test_databricks_payload_has_secret_references_only(monkeypatch):
     monkeypatch.setenv("TXNWATCH_DATABRICKS_AWS_KEY_ID_SECRET", "aws_key_id")
     monkeypatch.setenv("TXNWATCH_DATABRICKS_AWS_SECRET_SECRET", "aws_secret")
     monkeypatch.setenv("TXNWATCH_DATABRICKS_NUM_WORKERS", "2")
-    cfg = databricks_config()
-    payload = build_submit_payload(cfg=cfg, landing="s3://bank/landing", output="s3://bank/output",
-                                   schema="txnwatch", token="t" * 64, run_name="r",
-                                   thresholds={"child_min_txns": 80})
-    task = payload["spark_python_task"]
-    assert task["python_file"].endswith("detect_job.py")
-    assert task["parameters"][:6] == ["--landing", "s3://bank/landing", "--output", "s3://bank/output",
-                                      "--schema", "txnwatch"]
-    assert "--until-end" in task["parameters"] and "child_min_txns=80" in task["parameters"]
-    assert payload["libraries"][0] == {"whl": cfg.wheel} and cfg.wheel.endswith(".whl")
-    assert {"pypi": {"package": "psycopg[binary]==3.3.9"}} in payload["libraries"]
-    assert payload["timeout_seconds"] > 0 and payload["idempotency_token"] == "t" * 64
-    env = payload["new_cluster"]["spark_env_vars"]
+    payload = _release_payload(thresholds={"child_min_txns": 80})
+    [task] = payload["tasks"]
+    params = task["spark_python_task"]["parameters"]
+    assert params[:6] == ["--landing", "s3://bank/landing", "--output", "s3://bank/output", "--schema", "txnwatch"]
+    assert "--until-end" in params and "child_min_txns=80" in params
+    assert {"pypi": {"package": "psycopg[binary]==3.3.9"}} in task["libraries"]
+    assert payload["timeout_seconds"] > 0 and task["timeout_seconds"] > 0 and payload["idempotency_token"] == "t" * 64
+    env = task["new_cluster"]["spark_env_vars"]
     assert env["TXNWATCH_DB_URL"] == "{{secrets/txnwatch/db_url}}"
     assert env["AWS_SECRET_ACCESS_KEY"] == "{{secrets/txnwatch/aws_secret}}"
-    assert payload["new_cluster"]["num_workers"] == 2
+    assert task["new_cluster"]["num_workers"] == 2
     text = json.dumps(payload)
     assert "postgresql://" not in text and "--db" not in text and "password" not in text.lower()
 
 
 def test_databricks_payload_existing_cluster(monkeypatch):
     monkeypatch.setenv("TXNWATCH_DATABRICKS_CLUSTER_ID", "0704-120000-abcd")
-    payload = build_submit_payload(cfg=databricks_config(), landing="s3://b/l", output="s3://b/o",
-                                   schema="s", token="x", run_name="r")
-    assert payload["existing_cluster_id"] == "0704-120000-abcd" and "new_cluster" not in payload
+    [task] = _release_payload()["tasks"]
+    assert task["existing_cluster_id"] == "0704-120000-abcd" and "new_cluster" not in task
 
 
 def test_databricks_config_from_airflow_variables(monkeypatch):
-    monkeypatch.delenv("TXNWATCH_DATABRICKS_WHEEL", raising=False)
-    variables = {"txnwatch_databricks_wheel": "dbfs:/w.whl"}
+    monkeypatch.delenv("TXNWATCH_DATABRICKS_ARTIFACTS", raising=False)
+    monkeypatch.delenv("TXNWATCH_DATABRICKS_SPARK_VERSION", raising=False)
+    variables = {"txnwatch_databricks_artifacts": "/Workspace/Shared/txnwatch",
+                 "txnwatch_databricks_spark_version": "18.x-scala2.13"}
     cfg = databricks_config(lambda name, default: variables.get(name, default))
-    assert cfg.wheel == "dbfs:/w.whl"
+    assert cfg.artifacts_root == "/Workspace/Shared/txnwatch" and cfg.spark_version == "18.x-scala2.13"
+    [task] = _release_payload(cfg)["tasks"]
+    assert task["spark_python_task"]["python_file"].startswith("/Workspace/Shared/txnwatch/txnwatch-")
     assert DatabricksConfig().secret_scope == "txnwatch"
+
+
+def test_databricks_explicit_paths_override_the_release():
+    cfg = DatabricksConfig(wheel="/Volumes/c/s/v/w.whl", entry_script="/Workspace/Shared/job.py")
+    [task] = _release_payload(cfg)["tasks"]
+    assert task["libraries"][0] == {"whl": "/Volumes/c/s/v/w.whl"}
+    assert task["spark_python_task"]["python_file"] == "/Workspace/Shared/job.py"
+
+
+@pytest.mark.parametrize("spark_version", ["16.4.x-scala2.13", "15.4.x-scala2.12"])
+def test_databricks_payload_refuses_a_runtime_without_spark_4(spark_version):
+    with pytest.raises(TxnwatchError, match="needs Spark >= 4.0: use 17.3.x-scala2.13"):
+        _release_payload(DatabricksConfig(spark_version=spark_version))
+
+
+@pytest.mark.parametrize("setting", ["wheel", "entry_script"])
+def test_databricks_payload_refuses_the_dbfs_root(setting):
+    cfg = DatabricksConfig(**{setting: "dbfs:/txnwatch/dist/x" + (".whl" if setting == "wheel" else ".py")})
+    with pytest.raises(TxnwatchError, match="DBFS root"):
+        _release_payload(cfg)
+
+
+def test_databricks_wheel_holds_the_library_not_the_developer_tools(release_wheel):
+    release, wheel = release_wheel
+    assert wheel.name == release.wheel_name
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {"txnwatch/cli.py", "txnwatch/runtime.py", "txnwatch/detect/job.py",
+            "txnwatch/sql/init_postgres_tables.sql"} <= names
+    assert not [n for n in names if n.startswith(("txnwatch/orchestration/", "txnwatch/demo", "txnwatch/bench",
+                                                  "txnwatch/airflow_local"))]
+    metadata = zipfile.ZipFile(wheel).read(f"txnwatch-{release.version}.dist-info/METADATA").decode()
+    assert f"Version: {release.version}" in metadata and "Requires-Dist" not in metadata
+
+
+def test_databricks_release_version_follows_the_shipped_code(tmp_path, monkeypatch):
+    import shutil
+
+    from txnwatch.orchestration import release as rel
+
+    package = tmp_path / "txnwatch"
+    shutil.copytree(rel.PACKAGE_DIR, package, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(rel, "PACKAGE_DIR", package)
+    before = rel.current_release().version
+    (package / "orchestration" / "tasks.py").write_text("# a developer tool: not shipped\n")
+    assert rel.current_release().version == before
+    (package / "detect" / "rules.py").write_text((package / "detect" / "rules.py").read_text() + "\n# changed\n")
+    after = rel.current_release().version
+    assert after != before and after.split("+")[0] == before.split("+")[0] == rel.package_version()
+
+
+@pytest.mark.parametrize("conn, expected", [
+    (dict(host="127.0.0.1", port=8443, schema="http", password="tok"),
+     {"host": "http://127.0.0.1:8443", "token": "tok", "auth_type": "pat"}),
+    (dict(host="https://adb-1.azuredatabricks.net/", extra={"token": "tok"}),
+     {"host": "https://adb-1.azuredatabricks.net", "token": "tok", "auth_type": "pat"}),
+    (dict(host="ws.cloud.databricks.com", login="sp-id", password="sp-secret",
+          extra={"service_principal_oauth": True}),
+     {"host": "https://ws.cloud.databricks.com", "client_id": "sp-id", "client_secret": "sp-secret",
+      "auth_type": "oauth-m2m"}),
+])
+def test_databricks_client_args_from_the_airflow_connection(conn, expected):
+    from types import SimpleNamespace
+
+    fields = {"host": None, "port": None, "schema": None, "login": None, "password": None, **conn}
+    c = SimpleNamespace(extra_dejson=fields.pop("extra", {}), **fields)
+    assert databricks_client_args(c) == expected
+
+
+# ---- deploy, against the workspace stand-in with the official databricks-sdk ------------------------
+
+def _deploy_cli(standin, *args: str, token: str = STANDIN_TOKEN) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DATABRICKS_")}
+    env.update(DATABRICKS_HOST=f"http://127.0.0.1:{standin.server.server_address[1]}", DATABRICKS_TOKEN=token,
+               DATABRICKS_CONFIG_FILE=os.devnull)
+    return subprocess.run([sys.executable, "-m", "txnwatch", "databricks", "deploy", *args], env=env,
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+
+
+def test_databricks_deploy_uploads_the_release_to_a_volume(databricks_standin):
+    standin, _ = databricks_standin
+    out = _deploy_cli(standin)
+    assert out.returncode == 0, out.stderr
+    release = current_release()
+    folder = f"{ARTIFACTS}/txnwatch-{release.version}"
+    assert f"deployed txnwatch {release.version}" in out.stdout
+    manifest = json.loads(standin.files.local_path(f"{folder}/release.json").read_bytes())
+    wheel = standin.files.local_path(f"{folder}/{release.wheel_name}").read_bytes()
+    script = standin.files.local_path(f"{folder}/detect_job.py").read_bytes()
+    assert manifest["version"] == release.version and manifest["wheel"] == f"{folder}/{release.wheel_name}"
+    assert manifest["wheel_sha256"] == hashlib.sha256(wheel).hexdigest()
+    assert script == (ROOT / "spark_jobs" / "detect_job.py").read_bytes()
+    # Through the Files API, the manifest last (a folder with a manifest is a complete release).
+    puts = [p for p in standin.endpoints_called() if p.startswith("PUT /api/2.0/fs/files/")]
+    assert len(puts) == 3 and puts[-1].endswith("release.json")
+    assert release_deployed(standin_client(standin), ARTIFACTS, release)
+
+
+def test_databricks_deploy_to_workspace_files(databricks_standin):
+    standin, _ = databricks_standin
+    out = _deploy_cli(standin, "--artifacts", "/Workspace/Shared/txnwatch")
+    assert out.returncode == 0, out.stderr
+    release = current_release()
+    assert standin.files.local_path(f"/Workspace/Shared/txnwatch/txnwatch-{release.version}/{release.wheel_name}"
+                                    ).is_file()
+    assert "POST /api/2.0/workspace/import" in standin.endpoints_called()
+    assert release_deployed(standin_client(standin), "/Workspace/Shared/txnwatch", release)
+    assert not release_deployed(standin_client(standin), ARTIFACTS, release)
+
+
+@pytest.mark.parametrize("artifacts, message", [
+    ("/Volumes/main/missing/artifacts", "Volume main.missing.artifacts does not exist"),
+    ("dbfs:/txnwatch/dist", "must be a Unity Catalog volume path"),
+])
+def test_databricks_deploy_to_a_bad_place_is_one_line(databricks_standin, artifacts, message):
+    standin, _ = databricks_standin
+    out = _deploy_cli(standin, "--artifacts", artifacts)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in out.stderr, out.stderr
+
+
+def test_databricks_deploy_with_a_bad_token_is_one_line(databricks_standin):
+    standin, _ = databricks_standin
+    out = _deploy_cli(standin, token="not-the-token")
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "bad token" in lines[0] and "not-the-token" not in out.stderr, out.stderr
+
+
+# ---- the stand-in refuses what Databricks refuses -----------------------------------------------------
+
+def _submit(standin, payload: dict) -> dict:
+    return standin_client(standin).api_client.do("POST", "/api/2.2/jobs/runs/submit", body=payload)
+
+
+def _task(**overrides) -> dict:
+    task = {"task_key": "detect", "spark_python_task": {"python_file": f"{ARTIFACTS}/job.py"},
+            "new_cluster": {"spark_version": "17.3.x-scala2.13", "node_type_id": "i3.xlarge", "num_workers": 1}}
+    task.update(overrides)
+    return {k: v for k, v in task.items() if v is not None}
+
+
+@pytest.mark.parametrize("payload, message", [
+    # The Jobs API 2.0 single-task form: its fields are not top-level fields of runs/submit in 2.2.
+    ({"run_name": "r", "spark_python_task": {"python_file": f"{ARTIFACTS}/job.py"},
+      "new_cluster": {"spark_version": "17.3.x-scala2.13"}}, "Unknown field 'new_cluster' in the request"),
+    ({"run_name": "r", "tasks": [_task()], "cluster_name": "x"}, "Unknown field 'cluster_name'"),
+    ({"run_name": "r", "tasks": [_task(task_key=None)]}, "tasks[0].task_key is required"),
+    ({"run_name": "r", "tasks": [_task(spark_version="x")]}, "Unknown field 'spark_version' in tasks[0]"),
+    ({"run_name": "r", "tasks": [_task(new_cluster={"spark_version": "17.3.x-scala2.12"})]},
+     "Invalid spark version '17.3.x-scala2.12'"),
+])
+def test_databricks_standin_refuses_what_databricks_refuses(databricks_standin, payload, message):
+    from databricks.sdk.errors import InvalidParameterValue
+
+    standin, _ = databricks_standin
+    with pytest.raises(InvalidParameterValue, match=re.escape(message)):
+        _submit(standin, payload)
+    assert not standin.runs
+
+
+def _wait_for_end(standin, run_id: int, timeout: float = 240) -> dict:
+    from conftest import wait_for
+
+    return wait_for(lambda: (s := standin.describe(standin.runs[run_id])["state"]).get("result_state") and s,
+                    timeout=timeout, what=f"run {run_id} to end")
+
+
+def test_databricks_standin_fails_a_dbfs_root_library(databricks_standin, deployed_release):
+    standin, _ = databricks_standin
+    task = _task(libraries=[{"whl": "dbfs:/txnwatch/dist/txnwatch-0.1.0-py3-none-any.whl"}])
+    task["spark_python_task"]["python_file"] = deployed_release.entry_script_path(ARTIFACTS)
+    run_id = _submit(standin, {"run_name": "r", "tasks": [task]})["run_id"]
+    state = _wait_for_end(standin, run_id)
+    assert state["life_cycle_state"] == "INTERNAL_ERROR" and state["result_state"] == "FAILED"
+    assert "Library installation failed" in state["state_message"] and "DBFS root" in state["state_message"]
+    assert standin.runs[run_id].proc is None  # the task never started
+
+
+@pytest.mark.slow
+def test_databricks_standin_fails_a_runtime_older_than_spark_4(databricks_standin, deployed_release, tmp_path,
+                                                              schema):
+    standin, _ = databricks_standin
+    # A payload built by hand: build_submit_payload itself refuses runtime 16.4.
+    task = _task(libraries=[{"whl": deployed_release.wheel_path(ARTIFACTS)}])
+    task["new_cluster"]["spark_version"] = "16.4.x-scala2.13"  # Databricks Runtime 16.4 LTS: Spark 3.5.2
+    task["spark_python_task"] = {"python_file": deployed_release.entry_script_path(ARTIFACTS),
+                                 "parameters": ["--landing", str(tmp_path / "l"), "--output", str(tmp_path / "o"),
+                                                "--schema", schema]}
+    run_id = _submit(standin, {"run_name": "r", "tasks": [task]})["run_id"]
+    state = _wait_for_end(standin, run_id)
+    assert state["result_state"] == "FAILED", state
+    log = "\n".join(standin.runs[run_id].log)
+    assert "txnwatch detect: error: this job needs Spark >= 4.0, found Spark 3.5.2" in log
+    assert "Traceback" not in log and not (tmp_path / "o").exists()
 
 
 def _land(dataset, landing, pg_server_url, schema, rows_per_chunk=5000):
@@ -102,8 +330,8 @@ def two_schemas(pg_server_url):
 
 
 @pytest.mark.slow
-def test_databricks_dags_test_runs_the_job_on_the_standin(airflow_local, databricks_standin, small_dataset,
-                                                          pg_server_url, tmp_path, two_schemas):
+def test_databricks_dags_test_runs_the_job_on_the_standin(airflow_local, databricks_standin, deployed_release,
+                                                          small_dataset, pg_server_url, tmp_path, two_schemas):
     standin, db_env = databricks_standin
     schema = two_schemas[0]
     landing, output = tmp_path / "landing", tmp_path / "output"
@@ -120,12 +348,15 @@ def test_databricks_dags_test_runs_the_job_on_the_standin(airflow_local, databri
     assert proc.returncode == 0, text[-5000:]
     print(f"dags test (databricks runner) took {time.monotonic() - t0:.1f}s")
 
-    submits = [body for method, path, body in standin.calls if path.endswith("/jobs/runs/submit")]
-    assert len(submits) == 1
-    payload = submits[0]
-    assert payload["spark_python_task"]["python_file"] == "dbfs:/txnwatch/spark_jobs/detect_job.py"
-    assert payload["libraries"][0]["whl"].endswith(".whl")
-    assert payload["new_cluster"]["spark_env_vars"]["TXNWATCH_DB_URL"] == "{{secrets/txnwatch/db_url}}"
+    [payload] = standin.submitted()
+    assert any(p.endswith("/jobs/runs/submit") and p.startswith("POST /api/2.2/")
+               for p in standin.endpoints_called())
+    [task] = payload["tasks"]
+    # The deployed release of this code, on a Spark 4 runtime; the job ran from the uploaded wheel.
+    assert task["spark_python_task"]["python_file"] == deployed_release.entry_script_path(ARTIFACTS)
+    assert task["libraries"][0] == {"whl": deployed_release.wheel_path(ARTIFACTS)}
+    assert task["new_cluster"]["spark_version"] == "17.3.x-scala2.13"
+    assert task["new_cluster"]["spark_env_vars"]["TXNWATCH_DB_URL"] == "{{secrets/txnwatch/db_url}}"
     assert len(payload["idempotency_token"]) <= 64
     assert all(r.result_state == "SUCCESS" for r in standin.runs.values())
     # No secret anywhere: not in the submitted payload, not in the task logs.
@@ -152,28 +383,42 @@ def _probe(la, pg_server_url, db_env, mode: str, payload: dict) -> dict:
 
 
 def _payload(landing, output, schema, **cfg_overrides) -> dict:
-    cfg = DatabricksConfig(**cfg_overrides)
-    return build_submit_payload(cfg=cfg, landing=str(landing), output=str(output), schema=schema,
-                                token=idempotency_token("d", str(time.time()), "t"), run_name="probe")
+    cfg = DatabricksConfig(artifacts_root=ARTIFACTS, **cfg_overrides)
+    return build_submit_payload(cfg=cfg, release=current_release(), landing=str(landing), output=str(output),
+                                schema=schema, token=idempotency_token("d", str(time.time()), "t"),
+                                run_name="probe")
 
 
-def test_databricks_failing_run_fails_the_task(airflow_local, databricks_standin, pg_server_url, tmp_path,
-                                               schema):
+def test_databricks_dag_refuses_a_release_that_is_not_deployed(airflow_local, databricks_standin,
+                                                               pg_server_url):
+    standin, db_env = databricks_standin
+    code = ("from txnwatch.orchestration.tasks import databricks_payload_for_run as p\n"
+            "p({'landing': 's3://b/l', 'output': 's3://b/o', 'schema': 's'}, 'd', 'r', 't', 'databricks_default')")
+    out = subprocess.run([sys.executable, "-c", code], env=airflow_env(airflow_local, pg_server_url, **db_env),
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0
+    assert f"txnwatch {current_release().version} (the code this DAG runs) is not deployed under {ARTIFACTS}: " \
+           "run `txnwatch databricks deploy`" in out.stderr
+    assert not standin.submitted()
+
+
+def test_databricks_failing_run_fails_the_task(airflow_local, databricks_standin, deployed_release, pg_server_url,
+                                               tmp_path, schema):
     standin, db_env = databricks_standin
     # The entry script does not exist on the "workspace": the run terminates FAILED.
-    payload = _payload(tmp_path / "l", tmp_path / "o", schema, entry_script="dbfs:/txnwatch/missing_job.py")
+    payload = _payload(tmp_path / "l", tmp_path / "o", schema, entry_script=f"{ARTIFACTS}/missing_job.py")
     result = _probe(airflow_local, pg_server_url, db_env, "fail", payload)
     assert result["outcome"] == "failed", result
     assert "FAILED" in result["error"]
     assert any(p.endswith("/jobs/runs/get") for _, p, _ in standin.calls)
 
 
-def test_databricks_killed_task_cancels_the_run(airflow_local, databricks_standin, pg_server_url, tmp_path,
-                                                schema):
+def test_databricks_killed_task_cancels_the_run(airflow_local, databricks_standin, deployed_release,
+                                                pg_server_url, tmp_path, schema):
     standin, db_env = databricks_standin
     # An empty landing zone and no --until-end end: the job runs until it is cancelled.
     payload = _payload(tmp_path / "landing", tmp_path / "output", schema)
-    payload["spark_python_task"]["parameters"].remove("--until-end")
+    payload["tasks"][0]["spark_python_task"]["parameters"].remove("--until-end")
     result = _probe(airflow_local, pg_server_url, db_env, "kill", payload)
     assert result["state_before_kill"] == "RUNNING", result
     assert any(p.endswith("/jobs/runs/cancel") for _, p, _ in standin.calls), standin.endpoints_called()

@@ -83,6 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--plot", metavar="FILE.png", help="draw lag per chunk and detections over time")
 
+    p = sub.add_parser("databricks", help="build or deploy the library Mechanism Y runs with on Databricks")
+    dbx = p.add_subparsers(dest="databricks_command", required=True)
+    b = dbx.add_parser("build", help="build the release wheel (version + content hash) into a folder")
+    b.add_argument("--out", default="dist", help="folder for the wheel (default: dist)")
+    d = dbx.add_parser("deploy", help="build the release and upload it with its entry script (databricks-sdk)")
+    d.add_argument("--artifacts", help="Unity Catalog volume (/Volumes/<catalog>/<schema>/<volume>/...) or "
+                                       "workspace folder (/Workspace/...); default: TXNWATCH_DATABRICKS_ARTIFACTS, "
+                                       "else /Volumes/main/txnwatch/artifacts")
+    d.add_argument("--profile", help="~/.databrickscfg profile (default: the SDK's unified authentication, "
+                                     "e.g. DATABRICKS_HOST and DATABRICKS_TOKEN)")
+
     p = sub.add_parser("airflow", help="run an Airflow CLI command against the project's local Airflow",
                        add_help=False)
     p.add_argument("airflow_args", nargs=argparse.REMAINDER)
@@ -94,17 +105,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s",
                         stream=sys.stderr)
     # Our own INFO lines are the progress report; boto's (where credentials were found) are noise.
-    for name in ("botocore", "boto3", "s3transfer", "urllib3", "py4j"):
+    for name in ("botocore", "boto3", "s3transfer", "urllib3", "py4j", "databricks.sdk"):
         logging.getLogger(name).setLevel(logging.WARNING)
     try:
         if args.command == "ingest":
             from txnwatch.ingest import command
         elif args.command == "detect":
+            from txnwatch.runtime import require_supported_spark
+
+            require_supported_spark()  # before any Spark work: an old runtime fails here with one line
             from txnwatch.detect.job import command
         elif args.command == "generate":
             from txnwatch.generate import command
         elif args.command == "report":
             from txnwatch.report import command
+        elif args.command == "databricks":
+            from txnwatch.orchestration.deploy import command
         else:
             from txnwatch.airflow_local import command
         return int(command(args) or 0)

@@ -54,3 +54,23 @@ def aws_env(conn: Any | None) -> dict[str, str]:
 
 def uses_s3(*urls: str | None) -> bool:
     return any(u and str(u).startswith("s3://") for u in urls)
+
+
+def databricks_client_args(conn: Any) -> dict[str, str]:
+    """databricks-sdk `WorkspaceClient` arguments for a Databricks connection, read as the provider's hook
+    reads it: host (or extra `host`; `schema` and `port` complete a bare host name), a personal access
+    token (password without login, or extra `token`), or a service principal (login + password with extra
+    `service_principal_oauth`). Other auth kinds (Azure AD) are not supported by the release check."""
+    extra = getattr(conn, "extra_dejson", None) or {}
+    host = (extra.get("host") or conn.host or "").rstrip("/")
+    if not host:
+        raise ValueError("the Databricks connection has no host")
+    if "://" not in host:
+        host = f"{conn.schema or 'https'}://{host}{f':{conn.port}' if conn.port else ''}"
+    if extra.get("token"):
+        return {"host": host, "token": extra["token"], "auth_type": "pat"}
+    if conn.password and not conn.login:
+        return {"host": host, "token": conn.password, "auth_type": "pat"}
+    if conn.login and conn.password and extra.get("service_principal_oauth"):
+        return {"host": host, "client_id": conn.login, "client_secret": conn.password, "auth_type": "oauth-m2m"}
+    raise ValueError("the Databricks connection has neither a token nor service principal credentials")

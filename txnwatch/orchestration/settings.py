@@ -61,12 +61,18 @@ DATABRICKS_POLL_S = int(os.environ.get("TXNWATCH_DATABRICKS_POLL_S", "30"))
 class DatabricksConfig:
     """Where the job runs on Databricks. None of these values is a secret."""
 
-    entry_script: str = "dbfs:/txnwatch/spark_jobs/detect_job.py"
-    wheel: str = "dbfs:/txnwatch/dist/txnwatch-0.1.0-py3-none-any.whl"
+    # Where `txnwatch databricks deploy` puts each release and the DAG finds it: a Unity Catalog volume
+    # (/Volumes/<catalog>/<schema>/<volume>/...) or workspace files (/Workspace/...). Not the DBFS root:
+    # libraries there are disabled by default from Databricks Runtime 15.1.
+    artifacts_root: str = "/Volumes/main/txnwatch/artifacts"
+    # Explicit paths instead of the deployed release of this code (None: <artifacts_root>/txnwatch-<version>/...).
+    entry_script: str | None = None
+    wheel: str | None = None
     # What the wheel needs beyond the Databricks runtime (which has pyspark, pyarrow, pandas, boto3).
     pypi_packages: str = "psycopg[binary]==3.3.9"
     existing_cluster_id: str | None = None
-    spark_version: str = "16.4.x-scala2.13"
+    # Databricks Runtime 17.3 LTS: Apache Spark 4.0.0, Scala 2.13 (the job needs Spark >= 4.0).
+    spark_version: str = "17.3.x-scala2.13"
     node_type_id: str = "i3.xlarge"
     num_workers: int = 1
     secret_scope: str = "txnwatch"
@@ -79,6 +85,7 @@ class DatabricksConfig:
 
 
 _DATABRICKS_KEYS = {
+    "artifacts_root": "TXNWATCH_DATABRICKS_ARTIFACTS",
     "entry_script": "TXNWATCH_DATABRICKS_ENTRY_SCRIPT",
     "wheel": "TXNWATCH_DATABRICKS_WHEEL",
     "pypi_packages": "TXNWATCH_DATABRICKS_PYPI",

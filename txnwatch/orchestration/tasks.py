@@ -83,11 +83,34 @@ def inputs_readable(urls: list[str], poke_interval: float, timeout: float) -> bo
     return True
 
 
-def databricks_payload_for_run(params: dict, dag_id: str, run_id: str, task_id: str) -> dict:
-    """The runs/submit JSON for this DAG run, from configuration read now (env, Airflow Variables)."""
+def databricks_release_check(cfg: Any, release: Any, databricks_conn_id: str) -> None:
+    """Fail unless this code's release is deployed where the payload points (`txnwatch databricks deploy`)."""
+    from airflow.providers.databricks.hooks.databricks import DatabricksHook
+    from databricks.sdk import WorkspaceClient
+
+    from txnwatch.errors import TxnwatchError, first_line
+    from txnwatch.orchestration.connections import databricks_client_args
+    from txnwatch.orchestration.deploy import release_deployed
+
+    conn = DatabricksHook.get_connection(databricks_conn_id)
+    try:
+        deployed = release_deployed(WorkspaceClient(**databricks_client_args(conn)), cfg.artifacts_root, release)
+    except Exception as e:  # auth, network, permission: say what failed in one line
+        raise TxnwatchError(f"cannot check the release under {cfg.artifacts_root}: {first_line(e, 300)}") from None
+    if not deployed:
+        raise TxnwatchError(f"txnwatch {release.version} (the code this DAG runs) is not deployed under "
+                            f"{cfg.artifacts_root}: run `txnwatch databricks deploy` from this code")
+    log.info("Release txnwatch %s is deployed under %s", release.version, cfg.artifacts_root)
+
+
+def databricks_payload_for_run(params: dict, dag_id: str, run_id: str, task_id: str,
+                               databricks_conn_id: str) -> dict:
+    """The runs/submit JSON for this DAG run, from configuration read now (env, Airflow Variables), pinned
+    to the release of the code this DAG runs (checked to be deployed unless explicit paths are set)."""
     from airflow.sdk import Variable
 
     from txnwatch.orchestration.databricks import build_submit_payload, idempotency_token
+    from txnwatch.orchestration.release import current_release
     from txnwatch.orchestration.settings import databricks_config
 
     def get_variable(name: str, default: Any) -> Any:
@@ -97,12 +120,15 @@ def databricks_payload_for_run(params: dict, dag_id: str, run_id: str, task_id: 
             return default
 
     cfg = databricks_config(get_variable)
+    release = current_release()
     token = idempotency_token(dag_id, run_id, task_id)
-    payload = build_submit_payload(cfg=cfg, landing=params["landing"], output=params["output"],
-                                   schema=params["schema"], token=token,
+    payload = build_submit_payload(cfg=cfg, release=release, landing=params["landing"],
+                                   output=params["output"], schema=params["schema"], token=token,
                                    run_name=f"txnwatch-detect {run_id}"[:100],
                                    until_end=bool(params.get("until_end", True)),
                                    thresholds=params.get("thresholds") or {})
+    if not (cfg.wheel and cfg.entry_script):
+        databricks_release_check(cfg, release, databricks_conn_id)
     log.info("Databricks payload (secret references only): %s", payload)
     return payload
 
