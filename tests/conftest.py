@@ -124,3 +124,11 @@ def spark():
 def sample_csv() -> Path:
     assert SAMPLE_CSV.exists(), f"missing {SAMPLE_CSV}"
     return SAMPLE_CSV
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args():
+    """pytest-playwright launches Debian's chromium: browser downloads cannot work here."""
+    return {"executable_path": shutil.which("chromium") or "/usr/bin/chromium", "headless": True,
+            "args": ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                     "--disable-component-update", "--no-first-run"]}
