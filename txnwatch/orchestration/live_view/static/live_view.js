@@ -57,8 +57,9 @@
   }
 
   // Axes and scales of a chart in a 560x260 viewBox.
-  function frame(svg, xmin, xmax, ymax, ylabel) {
+  function frame(svg, xmin, xmax, ymax, ylabel, integer) {
     svg.replaceChildren();
+    if (integer) ymax = 4 * Math.max(1, Math.ceil(ymax / 4));  // whole-number ticks for counts
     const L = 48, R = 12, T = 10, B = 30, W = 560, H = 260;
     const x = (v) => L + (xmax > xmin ? (v - xmin) / (xmax - xmin) : 0.5) * (W - L - R);
     const y = (v) => H - B - (ymax > 0 ? v / ymax : 0) * (H - T - B);
@@ -67,7 +68,7 @@
     for (let i = 0; i <= 4; i++) {
       const v = (ymax * i) / 4;
       svg.appendChild(el("line", { x1: L, y1: y(v), x2: W - R, y2: y(v), class: "axis", "stroke-opacity": 0.5 }));
-      const label = ymax >= 10 ? Math.round(v).toLocaleString("en-US") : v.toFixed(ymax >= 2 ? 1 : 2);
+      const label = integer || ymax >= 10 ? Math.round(v).toLocaleString("en-US") : v.toFixed(ymax >= 2 ? 1 : 2);
       svg.appendChild(el("text", { x: L - 6, y: y(v) + 4, "text-anchor": "end" }, label));
     }
     svg.appendChild(el("text", { x: L, y: H - 8, "text-anchor": "start" }, "chunk " + xmin));
@@ -103,8 +104,7 @@
     const n = series.chunk.length;
     const xmin = n ? series.chunk[0] : 0, xmax = n ? series.chunk[n - 1] : 1;
     const last = PATTERNS.map((p) => (n ? series.cum[p][n - 1] : 0));
-    const ymax = Math.max(4, ...last) * 1.08;
-    const s = frame(svg, xmin, xmax, ymax, "detections (cumulative)");
+    const s = frame(svg, xmin, xmax, Math.max(4, ...last) * 1.1, "detections (cumulative)", true);
     PATTERNS.forEach((p, k) => {
       if (n) {
         let d = "M" + s.x(series.chunk[0]) + " " + s.y(series.cum[p][0]);
@@ -127,8 +127,12 @@
       const yy = 6 + row * 30;
       svg.appendChild(el("text", { x: 0, y: yy + 15 }, label));
       svg.appendChild(el("rect", { x: L, y: yy, width: W - L, height: 20, fill: "var(--bg)", stroke: "var(--line)" }));
-      svg.appendChild(el("rect", { x: L, y: yy, width: ((W - L) * value) / max, height: 20, fill: color }));
-      svg.appendChild(el("text", { x: L + 6, y: yy + 15, fill: "#fff" }, "chunk " + value.toLocaleString("en-US") + note));
+      const w = ((W - L) * value) / max;
+      svg.appendChild(el("rect", { x: L, y: yy, width: w, height: 20, fill: color }));
+      const text = "chunk " + value.toLocaleString("en-US") + note;
+      // Inside the bar when it has room, else just past its end.
+      svg.appendChild(w > 260 ? el("text", { x: L + 6, y: yy + 15, fill: "#fff" }, text)
+        : el("text", { x: L + w + 6, y: yy + 15, fill: "var(--fg)" }, text));
     };
     bar(0, "X landed", xLast, "var(--x)", data.x && data.x.finished ? " (source exhausted)" : "");
     bar(1, "Y processed", yLast, "var(--y)", data.backlog_chunks ? " (" + data.backlog_chunks + " behind)" : "");
@@ -203,6 +207,7 @@
     ys.textContent = y.status;
     cls(ys, { running: "ok", finished: "ok", starting: "warn", stalled: "bad" }[y.status] || null);
     setText("lag-p95", "p95 " + sec(data.lag_p95_s));
+    cls($("lag-p95"), data.lag_p95_s === null ? null : (data.lag_p95_s <= data.lag_target_s ? "ok" : "bad"));
     setText("lag-detail", "p50 " + sec(data.lag_p50_s) + ", max " + sec(data.lag_max_s) + "; "
       + fmt(data.lag_within_target) + " of " + fmt(data.lag_chunks) + " chunks within " + data.lag_target_s + " s");
     setValue("det-total", data.detections_total);
