@@ -74,8 +74,7 @@ def test_browser_live_view_shows_chunks_processed_increasing_during_a_run(
                                 "--interval", str(INTERVAL_S)), env, tmp_path / "ingest.log")
         wait_for(lambda: y_chunk(frame) >= 1, timeout=120, interval=0.5, what="Y's first chunk in the view")
         first = y_chunk(frame)
-        wait_for(lambda: y_chunk(frame) > first + 4, timeout=120, interval=0.5,
-                 what="chunks processed increasing")
+        wait_for(lambda: y_chunk(frame) > first, timeout=120, interval=0.5, what="chunks processed increasing")
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SHOTS / "live_view_running.png"))
 
