@@ -97,4 +97,6 @@ def test_browser_live_view_shows_chunks_processed_increasing_during_a_run(
 
 def test_browser_without_login_the_view_and_its_json_are_refused(api_server, page):
     assert page.goto(api_server.url + "/txnwatch/view").status == 401
+    page.get_by_role("link", name="log in to Airflow").click()
+    page.locator("input[name=username]").wait_for()  # the Airflow login form
     assert page.request.get(api_server.url + "/txnwatch/api/state/txnwatch").status == 401

@@ -14,7 +14,7 @@ Routes, relative to the mount point:
 
 from __future__ import annotations
 
-import logging
+import html
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -25,16 +25,15 @@ from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
 from airflow.api_fastapi.common.db.common import SessionDep
 from airflow.api_fastapi.core_api.security import GetUserDep
-from fastapi import Depends, FastAPI, HTTPException, Query, status
-from fastapi.responses import FileResponse, RedirectResponse
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response, status
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from txnwatch.db import check_schema, redact
 from txnwatch.errors import TxnwatchError, first_line
 from txnwatch.orchestration.live_view.snapshot import SchemaNotFound, list_schemas, snapshot
 from txnwatch.orchestration.settings import DEFAULT_SCHEMA, POSTGRES_CONN_ID, X_DAG_ID, Y_DAG_ID
-
-log = logging.getLogger(__name__)
 
 URL_PREFIX = "/txnwatch"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -83,6 +82,17 @@ def create_app(db_url=state_db_url) -> FastAPI:
     """The app; `db_url` returns the state database's URL (the tests pass their own server's)."""
     app = FastAPI(title="txnwatch live view", docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.exception_handler(HTTPException)
+    async def page_refusal_for_people(request: Request, exc: HTTPException) -> Response:
+        """A browser refused the page gets the same status with a line of HTML and a link to log in."""
+        wants_html = "text/html" in request.headers.get("accept", "")
+        if exc.status_code in (401, 403) and request.url.path.endswith("/view") and wants_html:
+            login = "../" + get_auth_manager().get_url_login().lstrip("/")
+            body = (f"<!doctype html><title>txnwatch live</title><p>{html.escape(str(exc.detail))}: "
+                    f'<a href="{html.escape(login)}">log in to Airflow</a>, then open this view again.</p>')
+            return HTMLResponse(body, status_code=exc.status_code, headers=exc.headers)
+        return await http_exception_handler(request, exc)
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:
