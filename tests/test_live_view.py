@@ -4,12 +4,15 @@ with the txnwatch plugin mounted (authentication by the API server's own token v
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 import numpy as np
 import pytest
 from airflow_support import SECRET_PASSWORD
+from conftest import ROOT
 
 from txnwatch.errors import TxnwatchError
 from txnwatch.orchestration.live_view.snapshot import SchemaNotFound, snapshot
@@ -226,6 +229,15 @@ def test_a_runs_tab_opens_the_view_of_the_schema_in_its_conf(api_server, schema)
 def test_a_runs_tab_of_another_dag_is_not_found(api_server):
     status, body, _ = api_server.get("txnwatch/run/some_other_dag/manual__1", token=api_server.token())
     assert status == 404 and "not a txnwatch DAG" in body["detail"]
+
+
+def test_importing_the_plugin_loads_neither_fastapi_nor_the_api_server():
+    """Every Airflow process (each task too) imports the plugins folder: the app waits for a request."""
+    code = ("import sys; sys.path.insert(0, 'plugins'); import txnwatch_plugin\n"
+            "heavy = [m for m in sys.modules if m.split('.')[0] == 'fastapi' or m.startswith('airflow.api_fastapi')]\n"
+            "assert not heavy, heavy\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
 
 
 def test_an_unreachable_database_gets_503_without_its_password():

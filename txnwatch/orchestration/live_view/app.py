@@ -35,7 +35,6 @@ from txnwatch.errors import TxnwatchError, first_line
 from txnwatch.orchestration.live_view.snapshot import SchemaNotFound, list_schemas, snapshot
 from txnwatch.orchestration.settings import DEFAULT_SCHEMA, POSTGRES_CONN_ID, X_DAG_ID, Y_DAG_ID
 
-URL_PREFIX = "/txnwatch"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 TXNWATCH_DAGS = (X_DAG_ID, Y_DAG_ID)
 # A poll must stay short: a slow query is cut off rather than piling up behind the next poll.
@@ -146,14 +145,3 @@ def create_app(db_url=state_db_url) -> FastAPI:
                                     f"PostgreSQL at {redact(url)}: {first_line(e)}") from None
 
     return app
-
-
-def external_views() -> list[dict[str, Any]]:
-    """The view in the UI's navigation, and as a tab on DAG run pages (hrefs relative to the UI)."""
-    return [
-        {"name": "txnwatch", "href": "txnwatch/view", "destination": "nav", "url_route": "txnwatch",
-         "icon": "txnwatch/static/icon.svg"},
-        # Airflow shows a dag_run view on every DAG's runs; the route answers 404 for other DAGs.
-        {"name": "txnwatch live", "href": "txnwatch/run/{DAG_ID}/{RUN_ID}", "destination": "dag_run",
-         "url_route": "txnwatch_run", "icon": "txnwatch/static/icon.svg"},
-    ]
