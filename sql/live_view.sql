@@ -62,7 +62,13 @@ SELECT chunk, source_line, reason, recorded_at
 FROM {schema}.y_quarantine ORDER BY recorded_at DESC, chunk DESC LIMIT %(limit)s;
 
 -- name: schemas
--- Schemas that hold txnwatch's tables, for the view's schema picker.
+-- Schemas that hold txnwatch's checkpoint tables, for the view's schema picker.
 SELECT table_schema FROM information_schema.tables
-WHERE table_name = 'y_checkpoint' AND table_type = 'BASE TABLE'
+WHERE table_name IN ('x_checkpoint', 'y_checkpoint') AND table_type = 'BASE TABLE'
+GROUP BY table_schema HAVING count(*) = 2
 ORDER BY table_schema;
+
+-- name: last_activity
+-- When X or Y of one schema last recorded progress (the picker offers the most recent first).
+SELECT greatest((SELECT max(updated_at) FROM {schema}.y_checkpoint),
+                (SELECT max(updated_at) FROM {schema}.x_checkpoint));

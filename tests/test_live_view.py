@@ -131,6 +131,25 @@ def test_a_schema_name_outside_the_params_pattern_is_refused(db, bad):
         snapshot(db, bad)
 
 
+def test_schemas_come_most_recently_active_first(db, schema, pg_server_url):
+    from txnwatch.db import connect, init_schema
+    from txnwatch.orchestration.live_view.snapshot import list_schemas
+
+    older = f"{schema}_old"
+    try:
+        init_schema(db, older)
+        seed(db, older)
+        seed(db, schema)
+        db.execute(f"UPDATE {older}.y_checkpoint SET updated_at = now() + interval '1 hour'")
+        db.execute(f"UPDATE {older}.x_checkpoint SET updated_at = now() + interval '1 hour'")
+        db.execute(f"UPDATE {schema}.y_checkpoint SET updated_at = now() + interval '2 hours'")
+        names = list_schemas(db)
+        assert names.index(schema) < names.index(older) < len(names)
+    finally:
+        with connect(pg_server_url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {older} CASCADE")
+
+
 def test_the_snapshot_never_writes(db, schema):
     seed(db, schema)
     db.execute("SET default_transaction_read_only = on")
@@ -191,9 +210,12 @@ def test_a_schema_without_tables_gets_404(api_server, schema):
     assert status == 404 and "no txnwatch tables" in body["detail"]
 
 
-def test_schemas_lists_the_schema_with_txnwatch_tables(api_server, db, schema):
+def test_schemas_lists_the_most_recently_active_schema_first(api_server, db, schema):
+    seed(db, schema)
+    db.execute(f"UPDATE {schema}.y_checkpoint SET updated_at = now() + interval '1 hour'")
     status, body, _ = api_server.get("txnwatch/api/schemas", token=api_server.token())
-    assert status == 200 and schema in body["schemas"]
+    assert status == 200
+    assert body["schemas"][0] == body["default"] == schema
 
 
 def test_no_secret_of_the_connection_reaches_the_json(api_server, db, schema):

@@ -126,7 +126,8 @@ def create_app(db_url=state_db_url) -> FastAPI:
         url = db_url()
         with _connect(url) as conn:
             try:
-                return {"schemas": list_schemas(conn), "default": DEFAULT_SCHEMA}
+                names = list_schemas(conn)
+                return {"schemas": names, "default": names[0] if names else DEFAULT_SCHEMA}
             except psycopg.Error as e:
                 raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
                                     f"PostgreSQL at {redact(url)}: {first_line(e)}") from None

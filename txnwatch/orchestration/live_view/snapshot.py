@@ -53,15 +53,16 @@ def _round(value: float | None, digits: int = 3) -> float | None:
 
 
 def list_schemas(conn: psycopg.Connection) -> list[str]:
-    """Schemas holding txnwatch's tables (only names a user could have typed into the params form)."""
-    rows = conn.execute(queries()["schemas"]).fetchall()
+    """Schemas holding txnwatch's tables (only names a user could have typed into the params form), the
+    most recently active first (then by name; never active last)."""
     names = []
-    for (name,) in rows:
+    for (name,) in conn.execute(queries()["schemas"]).fetchall():
         try:
             names.append(check_schema(name))
         except TxnwatchError:
             continue
-    return names
+    activity = {n: conn.execute(_query("last_activity", n)).fetchone()[0] for n in names}
+    return sorted(names, key=lambda n: (activity[n] is None, -(activity[n].timestamp() if activity[n] else 0), n))
 
 
 def y_status(y: dict[str, Any] | None) -> str:

@@ -38,7 +38,7 @@
 
   async function loadSchemas() {
     const data = await getJSON("api/schemas");
-    if (!schema) schema = data.schemas.includes(data.default) ? data.default : (data.schemas[0] || data.default);
+    if (!schema) schema = data.default;  // the most recently active schema
     const select = $("schema");
     select.replaceChildren();
     const names = data.schemas.includes(schema) ? data.schemas : [schema, ...data.schemas];
