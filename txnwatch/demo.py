@@ -152,6 +152,12 @@ def _reset(db_url: str, schema: str, *folders: Path) -> None:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
+def live_view_line(api_url: str, user: str, password_file: Path) -> str:
+    """Where the live view of the demo's schema is (the txnwatch plugin), with the UI login."""
+    return (f"live view       : {api_url}/plugin/txnwatch (pick schema {DEMO_SCHEMA}), or directly "
+            f"{api_url}/txnwatch/view?schema={DEMO_SCHEMA} — user {user}, password in {password_file}")
+
+
 def main() -> int:
     """`make demo`; SIGINT, SIGTERM and SIGHUP stop every process it started (exit 128 + signal)."""
     from txnwatch.errors import TxnwatchError
@@ -219,6 +225,7 @@ def _demo() -> int:
         api = AirflowAPI(la.api_url, ADMIN_USER, la.admin_password())
         api.wait_ready([X_DAG_ID, Y_DAG_ID])
         _say(f"Airflow is up at {la.api_url}: triggering {Y_DAG_ID} (consumer first) through the REST API")
+        _say(live_view_line(la.api_url, ADMIN_USER, la.password_file))
         last = [0.0]
 
         def show(states: dict, note: str | None = None) -> None:
@@ -244,6 +251,7 @@ def _demo() -> int:
         print("\n=== where to look ===")
         print(f"Airflow UI      : {la.api_url}  (user {ADMIN_USER}, password in {la.password_file}) - "
               "only while `make demo` runs; `make airflow-up` brings it back")
+        print(live_view_line(la.api_url, ADMIN_USER, la.password_file) + " - while Airflow runs")
         print(f"DAG runs        : {', '.join(f'{d}/{r}' for d, r in result.run_ids.items())}")
         print(f"detections      : {output} ({len(files)} files)")
         print(f"report PNG      : {plot if plot.exists() else '(not drawn)'}")

@@ -1,0 +1,162 @@
+"""What the live view shows, read from one schema's state in PostgreSQL in one read-only snapshot.
+
+The queries are in `sql/live_view.sql`; the schema name is validated (`txnwatch.db.check_schema`, the
+pattern of the DAGs' params form) and only ever passed as an identifier (`psycopg.sql.Identifier`).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from txnwatch.db import check_schema
+from txnwatch.errors import TxnwatchError
+
+SQL_FILE = Path(__file__).resolve().parents[2] / "sql" / "live_view.sql"
+PATTERNS = ("PatId1", "PatId2", "PatId3")
+LAG_TARGET_S = 1.0
+# Y counts as stalled when its heartbeat (every ~1 s while it runs) is older than this.
+HEARTBEAT_STALE_S = 10.0
+MAX_SERIES_POINTS = 2000
+NEWEST_DETECTIONS = 15
+NEWEST_QUARANTINE = 5
+
+
+class SchemaNotFound(LookupError):
+    """The schema holds no txnwatch tables (yet)."""
+
+
+@cache
+def queries() -> dict[str, str]:
+    """The named blocks of sql/live_view.sql."""
+    text = SQL_FILE.read_text()
+    parts = re.split(r"^-- name: (\w+)\s*$", text, flags=re.M)
+    return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+def _query(name: str, schema: str) -> sql.Composed:
+    return sql.SQL(queries()[name]).format(schema=sql.Identifier(schema))
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+def list_schemas(conn: psycopg.Connection) -> list[str]:
+    """Schemas holding txnwatch's tables (only names a user could have typed into the params form), the
+    most recently active first (then by name; never active last)."""
+    names = []
+    for (name,) in conn.execute(queries()["schemas"]).fetchall():
+        try:
+            names.append(check_schema(name))
+        except TxnwatchError:
+            continue
+    activity = {n: conn.execute(_query("last_activity", n)).fetchone()[0] for n in names}
+    return sorted(names, key=lambda n: (activity[n] is None, -(activity[n].timestamp() if activity[n] else 0), n))
+
+
+def y_status(y: dict[str, Any] | None) -> str:
+    """One word for where Mechanism Y stands: not started, starting, running, stalled or finished."""
+    if y is None:
+        return "not started"
+    if y["finished"]:
+        return "finished"
+    if y["ready_at"] is None:
+        return "starting"
+    age = y["heartbeat_age_s"]
+    if age is None or age > HEARTBEAT_STALE_S:
+        return "stalled"
+    return "running"
+
+
+def snapshot(conn: psycopg.Connection, schema: str, after: int = 0) -> dict[str, Any]:
+    """Everything the page draws, as one JSON-ready dict; per-chunk series only for chunks > `after`.
+
+    Raises SchemaNotFound when the schema has no txnwatch tables. Runs in one read-only, repeatable-read
+    transaction so that the numbers agree with each other.
+    """
+    s = check_schema(schema)
+    after = max(0, int(after))
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        if not conn.execute(queries()["has_tables"], {"schema": s}).fetchone()[0]:
+            raise SchemaNotFound(f"schema {s!r} holds no txnwatch tables yet")
+        y_row = conn.execute(_query("y_position", s)).fetchone()
+        y = None if y_row is None else dict(zip(
+            ("last_chunk", "finished", "landing", "output", "y_start_time", "ready_at", "heartbeat_at",
+             "heartbeat_age_s"), y_row, strict=True))
+        x_row = conn.execute(_query("x_position", s), {"y_landing": y and y["landing"]}).fetchone()
+        (chunks, rows, quarantined_rows, max_batch, p50, p95, lag_max, lag_chunks,
+         within_target) = conn.execute(_query("totals", s)).fetchone()
+        detections = dict.fromkeys(PATTERNS, 0)
+        detections.update(dict(conn.execute(_query("detections_per_pattern", s)).fetchall()))
+        files, in_files, last_file_at = conn.execute(_query("files", s)).fetchone()
+        quarantined_chunks = conn.execute(_query("quarantined_chunks", s)).fetchone()[0]
+        series = conn.execute(_query("chunk_series", s), {"after": after, "limit": MAX_SERIES_POINTS}).fetchall()
+        newest = conn.execute(_query("newest_detections", s), {"limit": NEWEST_DETECTIONS}).fetchall()
+        quarantine = conn.execute(_query("newest_quarantine", s), {"limit": NEWEST_QUARANTINE}).fetchall()
+
+    x_last = x_row[1] if x_row else 0
+    y_last = y["last_chunk"] if y else 0
+    return {
+        "schema": s,
+        "lag_target_s": LAG_TARGET_S,
+        "x": None if x_row is None else {
+            "landing": x_row[0], "last_chunk": x_row[1], "rows_landed": int(x_row[2]), "rejected": int(x_row[3]),
+            "finished": bool(x_row[4]), "updated_at": _iso(x_row[5]),
+        },
+        "y": {
+            "status": y_status(y),
+            "last_chunk": y_last,
+            "finished": bool(y and y["finished"]),
+            "landing": y and y["landing"],
+            "output": y and y["output"],
+            "y_start_time": _iso(y and y["y_start_time"]),
+            "ready_at": _iso(y and y["ready_at"]),
+            "heartbeat_at": _iso(y and y["heartbeat_at"]),
+            "heartbeat_age_s": _round(y and y["heartbeat_age_s"], 1),
+        },
+        "backlog_chunks": max(0, x_last - y_last),
+        "chunks": chunks,
+        "rows": int(rows),
+        "quarantined_rows": int(quarantined_rows),
+        "quarantined_chunks": quarantined_chunks,
+        "max_batch_chunks": max_batch,
+        "detections": detections,
+        "detections_total": sum(detections.values()),
+        "files": files,
+        "detections_in_files": int(in_files),
+        "last_file_at": _iso(last_file_at),
+        "lag_p50_s": _round(p50),
+        "lag_p95_s": _round(p95),
+        "lag_max_s": _round(lag_max),
+        "lag_chunks": lag_chunks,
+        "lag_within_target": within_target,
+        "series": {
+            "after": after,
+            "chunk": [r[0] for r in series],
+            "rows": [r[1] for r in series],
+            "quarantined": [r[2] for r in series],
+            "batch_size": [r[3] for r in series],
+            "lag_s": [_round(r[4]) for r in series],
+            "cumulative": {p: [int(r[5 + i]) for r in series] for i, p in enumerate(PATTERNS)},
+        },
+        "newest_detections": [
+            {"seq": r[0], "patternId": r[1], "ActionType": r[2], "customerName": r[3], "customerId": r[4],
+             "merchantId": r[5], "chunk": r[6], "detectionTime": _iso(r[7]), "file": r[8]}
+            for r in newest
+        ],
+        "newest_quarantine": [
+            {"chunk": r[0], "sourceLine": r[1], "reason": r[2], "recordedAt": _iso(r[3])} for r in quarantine
+        ],
+    }
