@@ -139,30 +139,3 @@ def browser_type_launch_args():
     return {"executable_path": shutil.which("chromium") or "/usr/bin/chromium", "headless": True,
             "args": ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                      "--disable-component-update", "--no-first-run"]}
-
-
-@pytest.fixture
-def pg_proxy(pg_server_url):
-    """A FaultProxy in front of the test PostgreSQL server; `.url` reaches the server through it."""
-    from fault_proxy import FaultProxy
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-    params = conninfo_to_dict(pg_server_url)
-    proxy = FaultProxy(params.get("host") or "127.0.0.1", int(params.get("port") or 5432))
-    proxy.url = make_conninfo(**{**params, "host": "127.0.0.1", "port": str(proxy.port)})
-    yield proxy
-    proxy.close()
-
-
-@pytest.fixture
-def s3_proxy(s3_endpoint):
-    """A FaultProxy in front of the moto S3 server; `.url` is an endpoint URL through it."""
-    from urllib.parse import urlparse
-
-    from fault_proxy import FaultProxy
-
-    parsed = urlparse(s3_endpoint)
-    proxy = FaultProxy(parsed.hostname, parsed.port)
-    proxy.url = f"http://127.0.0.1:{proxy.port}"
-    yield proxy
-    proxy.close()

@@ -91,8 +91,7 @@ def test_bad_rows_are_quarantined_with_line_and_reason(ingest, tmp_path):
            6: banksim_line(6, merchant=""),
            7: banksim_line(7, amount="abc")}
     land = tmp_path / "land"
-    # Chunk 2 is mostly rejected: allowed here (the share guard has its own tests).
-    summary = ingest(write_banksim(tmp_path / "tx.csv", 8, bad), land, rows_per_chunk=4, max_rejected_share=1.0)
+    summary = ingest(write_banksim(tmp_path / "tx.csv", 8, bad), land, rows_per_chunk=4)
     assert parse_csv((land / "_rejected/chunk_00000001.csv").read_bytes()) == [
         ["sourceLine", "reason", "raw"],
         ["3", "wrong field count: 9, expected 10", bad[1]],

@@ -25,13 +25,6 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
-def _share(text: str) -> float:
-    value = float(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="txnwatch", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -40,11 +33,6 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--db", help="PostgreSQL URL (default: TXNWATCH_DB_URL, else 127.0.0.1:5432, "
                                     "else an embedded server under .local/)")
         p.add_argument("--schema", default=DEFAULT_SCHEMA, help="schema holding state and checkpoints")
-
-    def retry_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--retry-for", type=_non_negative_float, metavar="SECONDS",
-                       help="ride out a PostgreSQL or S3 outage for this long before failing "
-                            "(default: TXNWATCH_RETRY_SECONDS, else 120)")
 
     p = sub.add_parser("ingest", help="Mechanism X: land the source as chunks, one per interval")
     p.add_argument("--source", required=True, help="transactions CSV: path, file://, http(s)://, "
@@ -56,9 +44,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=_non_negative_float, default=1.0,
                    help="seconds between chunks (0: flat out)")
     p.add_argument("--max-chunks", type=_positive_int, help="replay only the first K chunks")
-    p.add_argument("--max-rejected-share", type=_share, default=0.5, metavar="FRACTION",
-                   help="stop when more than this share of a chunk's rows is rejected (default 0.5)")
-    retry_args(p)
 
     p = sub.add_parser("detect", help="Mechanism Y: the Spark detection job")
     p.add_argument("--landing", required=True)
@@ -70,7 +55,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="when behind, process up to this many chunks in one Spark pass")
     p.add_argument("--threshold", action="append", metavar="NAME=VALUE",
                    help="override a rule threshold (repeatable), e.g. child_min_txns=80")
-    retry_args(p)
 
     p = sub.add_parser("generate", help="write a seeded BankSim-shaped data set and its importance file")
     p.add_argument("--rows", type=_positive_int, default=594_643)

@@ -5,14 +5,11 @@ from __future__ import annotations
 import os
 import re
 import socket
-from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from txnwatch.errors import TxnwatchError, first_line
-from txnwatch.retry import TransientError, outage_of
 
 DEFAULT_SCHEMA = "txnwatch"
 LOCAL_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -48,66 +45,16 @@ def resolve_db_url(explicit: str | None = None) -> str:
     return embedded_db_url()
 
 
-def redact(dsn: str) -> str:
-    """The DSN without its password, for messages and logs: a URL (`postgresql://u:pw@h/db`, also
-    `?password=`) or a key=value string (`host=h password=pw`), parsed the way libpq parses it."""
-    if "://" in dsn:
-        out = re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", dsn)
-        return re.sub(r"([?&]password=)[^&#]*", r"\1***", out, flags=re.IGNORECASE)
-    try:
-        params = conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError:  # not parsable: mask anything that looks like a password value
-        return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", dsn, flags=re.IGNORECASE)
-    if "password" in params:
-        params["password"] = "***"
-    return make_conninfo(**params)
-
-
-def _open(url: str, **kwargs) -> psycopg.Connection:
-    """A connection, or a one-line error (retryable when the server is down, not when e.g. the password
-    is wrong)."""
-    try:
-        return psycopg.connect(url, connect_timeout=5, **kwargs)
-    except psycopg.Error as e:
-        message = f"cannot connect to PostgreSQL at {redact(url)}: {first_line(e)}"
-        if outage_of(e):
-            raise TransientError(message, e) from None
-        raise TxnwatchError(message) from None
+def redact(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
 
 
 def connect(url: str, **kwargs) -> psycopg.Connection:
-    return _open(url, **kwargs)
-
-
-class PgSession:
-    """One autocommit connection, reopened on first use after it broke (a retried unit of work asks for
-    `conn` again). `on_connect` restores what lives in the session, such as advisory locks."""
-
-    def __init__(self, url: str, on_connect: Callable[[psycopg.Connection, bool], None] | None = None) -> None:
-        self.url = url
-        self.on_connect = on_connect
-        self._conn: psycopg.Connection | None = None
-        self._opened = 0
-
-    @property
-    def conn(self) -> psycopg.Connection:
-        if self._conn is None or self._conn.closed or self._conn.broken:
-            self.close()
-            conn = _open(self.url, autocommit=True)
-            try:
-                if self.on_connect is not None:
-                    self.on_connect(conn, self._opened > 0)
-            except BaseException:
-                conn.close()
-                raise
-            self._conn = conn
-            self._opened += 1
-        return self._conn
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+    try:
+        return psycopg.connect(url, connect_timeout=5, **kwargs)
+    except psycopg.OperationalError as e:
+        raise TxnwatchError(f"cannot connect to PostgreSQL at {redact(url)}: {first_line(e)}") from None
 
 
 def render_sql(name: str, schema: str) -> str:

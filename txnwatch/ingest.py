@@ -33,7 +33,7 @@ from typing import Any
 import psycopg
 
 from txnwatch import landing as lz
-from txnwatch.db import PgSession, check_schema, init_schema, redact, resolve_db_url
+from txnwatch.db import check_schema, connect, init_schema, redact, resolve_db_url
 from txnwatch.errors import TxnwatchError, first_line
 from txnwatch.layouts import (
     REJECTED_COLUMNS,
@@ -42,13 +42,10 @@ from txnwatch.layouts import (
     read_records,
     transaction_layout,
 )
-from txnwatch.retry import RetryPolicy, retry_seconds, s3_errors
 from txnwatch.sources import LocalCopy, fetch
 from txnwatch.storage import Store, open_store
 
 log = logging.getLogger("txnwatch.ingest")
-DEFAULT_MAX_REJECTED_SHARE = 0.5  # more rejected rows than this in one chunk: probably the wrong file
-LOCK_WAIT_S = 15.0  # after a reconnect: how long the dropped session may keep holding the ingest lock
 IMPORTANCE_REJECTED_KEY = f"{lz.REJECTED_PREFIX}customer_importance.csv"
 
 
@@ -84,8 +81,7 @@ def _csv_bytes(header: tuple[str, ...], rows: list[list[str]]) -> bytes:
 
 def _open_text(copy: LocalCopy, role: str):
     try:
-        # surrogateescape: a row with a non-UTF-8 byte is rejected on its own (layouts.read_records).
-        return open(copy.path, encoding="utf-8-sig", errors="surrogateescape", newline="")
+        return open(copy.path, encoding="utf-8-sig", newline="")
     except OSError as e:
         raise TxnwatchError(f"cannot read {role} {copy.location}: {e.strerror or e}") from None
 
@@ -125,8 +121,8 @@ class ChunkReader:
             rows: list[list[str]] = []
             rejected: list[list[str]] = []
             normalise, position = self.layout.normalise, self._position
-            for line, fields, raw, error in itertools.islice(self._rows, self.rows_per_chunk):
-                out = error or normalise(position, fields)
+            for line, fields, raw in itertools.islice(self._rows, self.rows_per_chunk):
+                out = normalise(position, fields)
                 position += 1
                 if out.__class__ is str:
                     rejected.append([str(line), out, raw])
@@ -151,7 +147,7 @@ def normalise_importance(copy: LocalCopy) -> tuple[bytes, bytes | None, int, int
         rows: list[list[str]] = []
         rejected: list[list[str]] = []
         for rec in read_records(f, name, layout.quotechar, header.line + header.raw.count("\n") + 1):
-            out = rec.error or layout.normalise(rec.fields)
+            out = layout.normalise(rec.fields)
             if isinstance(out, str):
                 rejected.append([str(rec.line), out, rec.raw])
             else:
@@ -197,33 +193,19 @@ def _publish_importance(store: Store, copy: LocalCopy) -> None:
 
 
 class Ledger:
-    """x_checkpoint and x_chunks for one landing zone, on a session that holds the ingest lock (taken
-    again when an outage made the session reconnect)."""
+    """x_checkpoint and x_chunks for one landing zone."""
 
-    def __init__(self, db_url: str, schema: str, landing: str) -> None:
+    def __init__(self, conn: psycopg.Connection, schema: str, landing: str) -> None:
+        self.conn = conn
         self.s = check_schema(schema)
         self.landing = landing
-        self.session = PgSession(db_url, on_connect=self._lock)
 
-    @property
-    def conn(self) -> psycopg.Connection:
-        return self.session.conn
-
-    def _lock(self, conn: psycopg.Connection, reconnect: bool) -> None:
-        """One ingest per landing zone: a second one would race on the same chunk numbers. After a
-        reconnect the server may not have ended the dropped session yet: wait for it a little."""
-        key = (f"txnwatch-ingest:{self.s}:{self.landing}",)
-        if reconnect:
-            try:
-                with conn.transaction():
-                    conn.execute(f"SET LOCAL lock_timeout = {int(LOCK_WAIT_S * 1000)}")
-                    conn.execute("SELECT pg_advisory_lock(hashtext(%s))", key)
-                return
-            except psycopg.errors.LockNotAvailable:
-                pass
-        elif conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", key).fetchone()[0]:
-            return
-        raise TxnwatchError(f"another ingest is already writing {self.landing}")
+    def lock(self) -> None:
+        """One ingest per landing zone: a second one would race on the same chunk numbers."""
+        got = self.conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))",
+                                (f"txnwatch-ingest:{self.s}:{self.landing}",)).fetchone()[0]
+        if not got:
+            raise TxnwatchError(f"another ingest is already writing {self.landing}")
 
     def load(self) -> dict | None:
         row = self.conn.execute(
@@ -241,12 +223,7 @@ class Ledger:
             (self.landing, source, sha256, rows_per_chunk))
 
     def commit_chunk(self, chunk: Chunk, landed_at: float, lag_s: float) -> None:
-        """Record chunk k; a no-op if it is recorded already (a retry after a COMMIT whose reply was lost)."""
         with self.conn.transaction():
-            last = self.conn.execute(f"SELECT last_chunk FROM {self.s}.x_checkpoint WHERE landing = %s FOR UPDATE",
-                                     (self.landing,)).fetchone()
-            if last is not None and last[0] == chunk.k:
-                return
             self.conn.execute(
                 f"INSERT INTO {self.s}.x_chunks (landing, chunk, rows, rejected, landed_at, lag_s) "
                 "VALUES (%s, %s, %s, %s, %s, %s)",
@@ -293,8 +270,6 @@ def run_ingest(
     max_chunks: int | None = None,
     s3_client: Any = None,
     stop: threading.Event | None = None,
-    retry_for: float | None = None,
-    max_rejected_share: float = DEFAULT_MAX_REJECTED_SHARE,
 ) -> IngestSummary:
     """Land `source` into `landing` one chunk per `interval`, resuming from the Postgres checkpoint.
 
@@ -306,31 +281,38 @@ def run_ingest(
     if interval < 0:
         raise TxnwatchError("interval must be >= 0")
     stop = stop or threading.Event()
-    policy = RetryPolicy(retry_seconds(retry_for))
-    store = policy.run(lambda: open_store(landing, client=s3_client), "opening the landing zone", stop=stop)
+    store = open_store(landing, client=s3_client)
     summary = IngestSummary(landing=store.url)
-    ledger = Ledger(db_url, schema, store.url)
+    conn = connect(db_url, autocommit=True)
     try:
-        return _run(ledger, policy, store, summary, source, importance, rows_per_chunk, interval,
-                    max_chunks, s3_client, stop, max_rejected_share)
+        return _run(conn, store, summary, source, importance, schema, rows_per_chunk, interval,
+                    max_chunks, s3_client, stop)
     except psycopg.Error as e:
         raise TxnwatchError(f"PostgreSQL at {redact(db_url)} failed: {first_line(e)}") from None
     except OSError as e:
         where = f" ({e.filename})" if e.filename else ""
         raise TxnwatchError(f"file system error: {e.strerror or e}{where}") from None
-    except s3_errors() as e:
+    except _s3_errors() as e:
         raise TxnwatchError(f"cannot write the landing zone {store.url}: {first_line(e)}") from None
     finally:
-        ledger.session.close()
+        conn.close()
 
 
-def _run(ledger: Ledger, policy: RetryPolicy, store, summary, source, importance, rows_per_chunk, interval,
-         max_chunks, s3_client, stop, max_rejected_share) -> IngestSummary:
-    def connect_and_fetch() -> tuple[LocalCopy, dict | None]:
-        init_schema(ledger.conn, ledger.s)
-        return fetch(source, s3_client), ledger.load()
+def _s3_errors() -> tuple[type[Exception], ...]:
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:  # boto3 is only needed for s3:// locations
+        return ()
+    return (BotoCoreError, ClientError)
 
-    src, cp = policy.run(connect_and_fetch, "start-up", stop=stop)
+
+def _run(conn, store, summary, source, importance, schema, rows_per_chunk, interval, max_chunks,
+         s3_client, stop) -> IngestSummary:
+    init_schema(conn, schema)
+    ledger = Ledger(conn, schema, store.url)
+    ledger.lock()
+    src = fetch(source, s3_client)
+    cp = ledger.load()
     if cp is not None:
         _check_resume(cp, src.sha256, rows_per_chunk, store.url)
         summary.last_chunk = cp["last_chunk"]
@@ -341,15 +323,12 @@ def _run(ledger: Ledger, policy: RetryPolicy, store, summary, source, importance
             return summary
     reader = ChunkReader(src, rows_per_chunk)  # validates the header before anything is published
     try:
-        def publish_and_create() -> dict:
-            _publish_importance(store, fetch(importance, s3_client))
-            if cp is None:
-                ledger.create(src.location, src.sha256, rows_per_chunk)
-            return ledger.load()
-
-        cp = policy.run(publish_and_create, "start-up", stop=stop)
+        _publish_importance(store, fetch(importance, s3_client))
+        if cp is None:
+            ledger.create(src.location, src.sha256, rows_per_chunk)
+            cp = ledger.load()
         done = cp["last_chunk"]
-        if done and not policy.run(lambda: store.exists(lz.chunk_key(done)), "start-up", stop=stop):
+        if done and not store.exists(lz.chunk_key(done)):
             raise TxnwatchError(
                 f"the checkpoint says chunk {done} was landed in {store.url}, but it is not there: the "
                 "landing zone was changed outside txnwatch; use a new landing zone")
@@ -357,18 +336,13 @@ def _run(ledger: Ledger, policy: RetryPolicy, store, summary, source, importance
                  src.location, store.url, reader.layout.name, rows_per_chunk, interval,
                  f"resuming after chunk {done}" if done else "starting at chunk 1")
         reader.skip(done)
-        exhausted = _land_chunks(reader, store, ledger, policy, summary, done, interval, max_chunks, stop,
-                                 max_rejected_share)
+        exhausted = _land_chunks(reader, store, ledger, summary, done, interval, max_chunks, stop)
     finally:
         reader.close()
     if exhausted:
-        def end() -> dict:
-            total = ledger.load()
-            _write_end(store, total["last_chunk"], total["rows_landed"], total["rejected"])
-            ledger.finish()
-            return total
-
-        total = policy.run(end, "writing the end marker", stop=stop)
+        total = ledger.load()
+        _write_end(store, total["last_chunk"], total["rows_landed"], total["rejected"])
+        ledger.finish()
         summary.finished = True
         log.info("finished: %d chunks, %d rows, %d rejected in %s (this run: %d chunks, max lag %.3fs)",
                  total["last_chunk"], total["rows_landed"], total["rejected"], store.url,
@@ -379,9 +353,8 @@ def _run(ledger: Ledger, policy: RetryPolicy, store, summary, source, importance
     return summary
 
 
-def _land_chunks(reader: ChunkReader, store: Store, ledger: Ledger, policy: RetryPolicy, summary: IngestSummary,
-                 done: int, interval: float, max_chunks: int | None, stop: threading.Event,
-                 max_rejected_share: float = DEFAULT_MAX_REJECTED_SHARE) -> bool:
+def _land_chunks(reader: ChunkReader, store: Store, ledger: Ledger, summary: IngestSummary, done: int,
+                 interval: float, max_chunks: int | None, stop: threading.Event) -> bool:
     """Land chunks done+1, done+2, ... on schedule. True when the stream has ended."""
     if max_chunks is not None and done >= max_chunks:
         return True
@@ -398,12 +371,16 @@ def _land_chunks(reader: ChunkReader, store: Store, ledger: Ledger, policy: Retr
         if stop.is_set():
             summary.stopped = True
             return False
-        _check_rejected_share(chunk, max_rejected_share, reader.copy.location)
+        if chunk.rejected is not None:
+            _put_immutable(store, lz.rejected_key(chunk.k), chunk.rejected)
+        key = lz.chunk_key(chunk.k)
+        if _put_immutable(store, key, chunk.data):
+            landed_at = time.time()
+        else:
+            # Landed by a run that died before its commit: the chunk became visible back then.
+            landed_at = store.mtime(key) or time.time()
         lag = max(0.0, time.monotonic() - due) if interval > 0 else 0.0
-        # The unit an outage re-runs from its start: the puts are idempotent (identical bytes) and so is
-        # the commit.
-        policy.run(lambda chunk=chunk, lag=lag: _land_one(store, ledger, chunk, lag), f"chunk {chunk.k}",
-                   stop=stop)
+        ledger.commit_chunk(chunk, landed_at, lag)
         summary.chunks_landed += 1
         summary.rows += chunk.rows
         summary.rejected += chunk.rejected_count
@@ -413,36 +390,6 @@ def _land_chunks(reader: ChunkReader, store: Store, ledger: Ledger, policy: Retr
         if max_chunks is not None and chunk.k >= max_chunks:
             return True
     return True
-
-
-def _check_rejected_share(chunk: Chunk, share: float, source: str) -> None:
-    """A damaged row is quarantined and the stream goes on; a chunk that is mostly rejected means the
-    wrong file was probably given, so that stops the ingest (before the chunk is landed)."""
-    total = chunk.rows + chunk.rejected_count
-    if total and chunk.rejected_count > share * total:
-        first = parse_rejected(chunk.rejected)[0]
-        raise TxnwatchError(
-            f"chunk {chunk.k}: {chunk.rejected_count} of {total} rows rejected (more than {share:.0%}), e.g. "
-            f"line {first[0]}: {first[1]}; is {source} the right file? (--max-rejected-share to allow more)")
-
-
-def parse_rejected(data: bytes | None) -> list[list[str]]:
-    """The rows of a rejected-rows file (sourceLine, reason, raw), without its header."""
-    if not data:
-        return []
-    return list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))[1:]
-
-
-def _land_one(store: Store, ledger: Ledger, chunk: Chunk, lag: float) -> None:
-    if chunk.rejected is not None:
-        _put_immutable(store, lz.rejected_key(chunk.k), chunk.rejected)
-    key = lz.chunk_key(chunk.k)
-    if _put_immutable(store, key, chunk.data):
-        landed_at = time.time()
-    else:
-        # Landed by a run that died (or an attempt that failed) before its commit: visible since then.
-        landed_at = store.mtime(key) or time.time()
-    ledger.commit_chunk(chunk, landed_at, lag)
 
 
 def command(args) -> int:
@@ -461,8 +408,7 @@ def command(args) -> int:
         summary = run_ingest(
             source=args.source, importance=args.importance, landing=args.landing,
             db_url=resolve_db_url(args.db), schema=args.schema, rows_per_chunk=args.rows_per_chunk,
-            interval=args.interval, max_chunks=args.max_chunks, stop=stop, retry_for=args.retry_for,
-            max_rejected_share=args.max_rejected_share)
+            interval=args.interval, max_chunks=args.max_chunks, stop=stop)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

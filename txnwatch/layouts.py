@@ -21,7 +21,6 @@ BANKSIM_COLUMNS = ("step", "customer", "age", "gender", "zipcodeOri", "merchant"
                    "category", "amount", "fraud")
 BANKSIM_NETWORK_COLUMNS = ("Source", "Target", "Weight", "typeTrans", "fraud")
 REJECTED_COLUMNS = ("sourceLine", "reason", "raw")
-RAW_LIMIT = 4096  # raw text kept of a record the csv module refuses (e.g. a multi-megabyte field)
 
 # A plain decimal number. float() alone would also accept "nan", "inf" and "1_000", which no
 # downstream reader treats as an amount.
@@ -44,16 +43,6 @@ class Record(NamedTuple):
     line: int  # 1-based line of the source file the record starts on (the header is line 1)
     fields: list[str]
     raw: str  # the record's text without its line terminator
-    error: str | None = None  # why the record cannot be parsed at all (its fields are then empty)
-
-
-def escape_raw(text: str) -> str:
-    """Text read with errors="surrogateescape", its undecodable bytes written as \\xNN."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-def _has_undecodable(text: str) -> bool:
-    return any("\udc80" <= ch <= "\udcff" for ch in text) if not text.isascii() else False
 
 
 def read_records(f: TextIO, name: str, quotechar: str = '"', first_line: int = 1) -> Iterator[Record]:
@@ -61,10 +50,6 @@ def read_records(f: TextIO, name: str, quotechar: str = '"', first_line: int = 1
 
     A record may span lines (a quoted field with a newline), so the raw text is the lines the csv
     reader actually consumed for it. `first_line` is the line number of f's next line.
-
-    A damaged record is not the end of the file: one that is not UTF-8 (f opened with
-    errors="surrogateescape") or that the csv module refuses (a field over its size limit) comes back
-    with `error` set and its raw text escaped, and reading goes on with the next record.
     """
     consumed: list[str] = []
 
@@ -82,14 +67,7 @@ def read_records(f: TextIO, name: str, quotechar: str = '"', first_line: int = 1
         except StopIteration:
             return
         except csv.Error as e:
-            if not consumed:
-                raise TxnwatchError(f"{name}: unreadable CSV near line {line}: {e}") from None
-            start, line = line, line + len(consumed)
-            raw, reason = escape_raw("".join(consumed).rstrip("\r\n")), f"unreadable CSV: {e}"
-            if len(raw) > RAW_LIMIT:  # keep the rejected-rows file readable by any CSV reader
-                raw, reason = raw[:RAW_LIMIT], f"{reason}; raw text truncated to {RAW_LIMIT} of {len(raw)} characters"
-            yield Record(start, [], raw, reason)
-            continue
+            raise TxnwatchError(f"{name}: unreadable CSV near line {line}: {e}") from None
         except UnicodeDecodeError:
             raise TxnwatchError(f"{name}: not UTF-8 text near line {line}") from None
         start = line
@@ -97,9 +75,6 @@ def read_records(f: TextIO, name: str, quotechar: str = '"', first_line: int = 1
         if not fields:
             continue
         raw = consumed[0] if len(consumed) == 1 else "".join(consumed)
-        if _has_undecodable(raw):
-            yield Record(start, [], escape_raw(raw.rstrip("\r\n")), "not UTF-8 text")
-            continue
         yield Record(start, fields, raw.rstrip("\r\n"))
 
 

@@ -174,9 +174,9 @@ def _download_s3(url: str, out: BinaryIO, client: Any | None) -> None:
     if not bucket or not key:
         raise TxnwatchError(f"source {url!r} needs s3://bucket/key")
     if client is None:
-        from txnwatch.retry import s3_client
+        import boto3
 
-        client = s3_client()  # AWS_ENDPOINT_URL and the usual credential chain
+        client = boto3.client("s3")  # AWS_ENDPOINT_URL and the usual credential chain
     try:
         body = client.get_object(Bucket=bucket, Key=key)["Body"]
         for block in iter(lambda: body.read(_BLOCK), b""):

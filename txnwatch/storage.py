@@ -14,7 +14,6 @@ from typing import Any, Protocol
 from urllib.parse import urlparse
 
 from txnwatch.errors import TxnwatchError
-from txnwatch.retry import TransientError, outage_of, s3_client
 
 
 class Store(Protocol):
@@ -100,7 +99,10 @@ class S3Store:
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = s3_client()
+            import boto3
+
+            # boto3 reads AWS_ENDPOINT_URL and the usual credential chain by itself.
+            self._client = boto3.client("s3")
         return self._client
 
     def _key(self, key: str) -> str:
@@ -115,12 +117,8 @@ class S3Store:
             code = e.response.get("Error", {}).get("Code", "")
             if code in ("404", "NoSuchBucket", "NotFound"):
                 raise TxnwatchError(f"bucket {self.bucket!r} does not exist") from None
-            if outage_of(e):
-                raise TransientError(f"cannot reach bucket {self.bucket!r}: {code or e}", e) from None
             raise TxnwatchError(f"cannot reach bucket {self.bucket!r}: {code or e}") from None
         except BotoCoreError as e:
-            if outage_of(e):
-                raise TransientError(f"cannot reach S3 for bucket {self.bucket!r}: {e}", e) from None
             raise TxnwatchError(f"cannot reach S3 for bucket {self.bucket!r}: {e}") from None
 
     def put(self, key: str, data: bytes) -> None:
@@ -132,8 +130,6 @@ class S3Store:
         try:
             return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
         except ClientError as e:
-            if outage_of(e):
-                raise  # an outage, not a missing object: the unit of work is retried
             raise TxnwatchError(f"cannot read {self.uri(key)}: {e.response['Error'].get('Code')}") from None
 
     def _head(self, key: str) -> dict | None:

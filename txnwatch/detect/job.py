@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from txnwatch.config import Thresholds
-from txnwatch.db import PgSession, init_schema, redact, resolve_db_url
+from txnwatch.db import connect, init_schema, redact, resolve_db_url
 from txnwatch.detect import state
 from txnwatch.detect.faults import fault
 from txnwatch.detect.live_state import LiveState, Match
@@ -37,12 +37,10 @@ from txnwatch.detect.warmup import warm_up
 from txnwatch.detect.weights import Weights, collect_weights, compute_weights
 from txnwatch.errors import TxnwatchError, first_line
 from txnwatch.landing import END_KEY, REFERENCE_KEY, chunk_key
-from txnwatch.retry import RetryPolicy, retry_seconds, s3_errors
 from txnwatch.storage import Store, open_store
 
 log = logging.getLogger("txnwatch.detect")
 HEARTBEAT_S = 1.0  # y_checkpoint.heartbeat_at is at most this old while Y runs (plus one batch)
-LOCK_WAIT_S = 15.0  # after a reconnect: how long the dropped session may keep holding the job lock
 
 
 @dataclass
@@ -81,17 +79,12 @@ class _Batcher:
     """Runs batches against the live state, which it loads from Postgres on first use and again after
     a batch that did not commit (memory may then be ahead of what Postgres holds)."""
 
-    def __init__(self, spark, session: PgSession, schema: str, landing: Store, th: Thresholds,
-                 y_start: datetime) -> None:
-        self.spark, self.session, self.schema, self.landing, self.th = spark, session, schema, landing, th
+    def __init__(self, spark, conn, schema: str, landing: Store, th: Thresholds, y_start: datetime) -> None:
+        self.spark, self.conn, self.schema, self.landing, self.th = spark, conn, schema, landing, th
         self.y_start = y_start
         self._weights: Future[Weights] | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="txnwatch-weights")
         self._live: LiveState | None = None
-
-    @property
-    def conn(self) -> psycopg.Connection:
-        return self.session.conn  # reopened (job lock re-acquired) after an outage broke it
 
     def _load_weights(self) -> Weights:
         importance = read_importance(self.spark, self.landing)
@@ -109,8 +102,6 @@ class _Batcher:
             self._weights = self._pool.submit(self._load_weights)
 
     def weights(self) -> Weights:
-        if self._weights is not None and self._weights.done() and self._weights.exception() is not None:
-            self._weights = None  # failed (e.g. S3 was down): load again rather than fail every batch
         if self._weights is None:  # needed before the reference was seen: absent (warned once)
             self._weights = self._pool.submit(self._load_weights)
         return self._weights.result()
@@ -205,59 +196,38 @@ class _Batcher:
 
 def run_detect(landing: str, output: str, db_url: str, schema: str = "txnwatch", until_end: bool = False,
                poll_interval: float = 0.1, max_batch_chunks: int = 16, thresholds: Thresholds | None = None,
-               spark=None, s3_client=None, stop: threading.Event | None = None,
-               retry_for: float | None = None) -> DetectSummary:
-    """Run Mechanism Y until `stop` is set (or, with until_end, the last chunk is processed).
-
-    Each step (start-up, then each poll: heartbeat, batch, file writes) is a unit of work that an
-    outage of PostgreSQL or S3 re-runs from its start for up to `retry_for` seconds (retry.py).
-    """
+               spark=None, s3_client=None, stop: threading.Event | None = None) -> DetectSummary:
+    """Run Mechanism Y until `stop` is set (or, with until_end, the last chunk is processed)."""
     th = thresholds or Thresholds()
     stop = stop or threading.Event()
-    policy = RetryPolicy(retry_seconds(retry_for))
+    landing_store = open_store(landing, client=s3_client)
+    output_store = open_store(output, client=s3_client)
+    conn = connect(db_url, autocommit=True)
     summary = DetectSummary()
-    session = PgSession(db_url, on_connect=lambda conn, again: state.acquire_job_lock(
-        conn, schema, wait_s=LOCK_WAIT_S if again else 0))
     batcher: _Batcher | None = None
     try:
-        def open_stores() -> tuple[Store, Store]:
-            return open_store(landing, client=s3_client), open_store(output, client=s3_client)
-
-        landing_store, output_store = policy.run(open_stores, "opening the stores", stop=stop)
-        y_start = datetime.now(UTC)
-
-        def start() -> tuple[int, bool]:
-            conn = session.conn
-            init_schema(conn, schema)
-            cp = state.ensure_checkpoint(conn, schema, landing_store.url, output_store.url)
-            state.mark_started(conn, schema, y_start)
-            return cp
-
-        last, finished = policy.run(start, "start-up", stop=stop)
+        init_schema(conn, schema)
+        state.acquire_job_lock(conn, schema)
+        last, finished = state.ensure_checkpoint(conn, schema, landing_store.url, output_store.url)
         summary.last_chunk, summary.finished = last, finished
+        y_start = datetime.now(UTC)
+        state.mark_started(conn, schema, y_start)
         if spark is None:
             from txnwatch.detect.spark_session import get_spark
 
             spark = get_spark()
         warm_up(spark)
-
-        def ready() -> None:
-            state.mark_ready(session.conn, schema)
-            # A crash between commit and file write leaves groups unwritten: repair them first.
-            summary.files_written += write_pending(session.conn, schema, output_store, final=finished)
-
-        policy.run(ready, "start-up", stop=stop)
+        state.mark_ready(conn, schema)
         log.info("detect: landing %s, output %s, db %s schema %s, resuming after chunk %d",
                  landing_store.url, output_store.url, redact(db_url), schema, last)
-        batcher = _Batcher(spark, session, schema, landing_store, th, y_start)
+        # A crash between commit and file write leaves groups unwritten: repair them first.
+        summary.files_written += write_pending(conn, schema, output_store, final=finished)
+        batcher = _Batcher(spark, conn, schema, landing_store, th, y_start)
         end_chunks: int | None = None
         beat = time.monotonic()
-
-        def step() -> str:
-            """One poll: 'next' (look again now), 'wait' (poll interval) or 'end'."""
-            nonlocal beat, end_chunks, last, finished
+        while not stop.is_set():
             if time.monotonic() - beat >= HEARTBEAT_S:
-                state.heartbeat(session.conn, schema)
+                state.heartbeat(conn, schema)
                 beat = time.monotonic()
             batcher.prefetch_weights()
             limit = max_batch_chunks
@@ -267,36 +237,27 @@ def run_detect(landing: str, output: str, db_url: str, schema: str = "txnwatch",
             if chunks:
                 batcher.run(chunks, summary)
                 last = chunks[-1]
-                summary.files_written += write_pending(session.conn, schema, output_store, final=False)
-                return "next"
+                summary.files_written += write_pending(conn, schema, output_store, final=False)
+                continue
             if end_chunks is None:
                 end_chunks = _read_end(landing_store)
                 if end_chunks is not None and end_chunks > last:
-                    return "next"  # probe again now that the end is known
+                    continue  # probe again now that the end is known
             if end_chunks is not None and last >= end_chunks:
                 if not finished:
-                    summary.files_written += write_pending(session.conn, schema, output_store, final=True)
-                    state.mark_finished(session.conn, schema)
+                    summary.files_written += write_pending(conn, schema, output_store, final=True)
+                    state.mark_finished(conn, schema)
                     finished = summary.finished = True
                     log.info("processed the last chunk (%d) that %s counts; output flushed", end_chunks, END_KEY)
                 if until_end:
-                    return "end"
-            return "wait"
-
-        while not stop.is_set():
-            outcome = policy.run(step, "a detection batch", stop=stop)
-            if outcome == "end":
-                break
-            if outcome == "wait":
-                stop.wait(poll_interval)
+                    break
+            stop.wait(poll_interval)
     except psycopg.Error as e:
         raise TxnwatchError(f"PostgreSQL at {redact(db_url)} failed: {first_line(e)}") from None
-    except s3_errors() as e:
-        raise TxnwatchError(f"S3 failed: {first_line(e)}") from None
     finally:
         if batcher is not None:
             batcher.close()
-        session.close()
+        conn.close()
     _log_summary(summary)
     return summary
 
@@ -335,6 +296,6 @@ def command(args) -> int:
     started = time.monotonic()
     run_detect(args.landing, args.output, resolve_db_url(args.db), args.schema, until_end=args.until_end,
                poll_interval=args.poll_interval, max_batch_chunks=args.max_batch_chunks,
-               thresholds=Thresholds.from_overrides(args.threshold), stop=stop, retry_for=args.retry_for)
+               thresholds=Thresholds.from_overrides(args.threshold), stop=stop)
     log.info("detect finished in %.1fs", time.monotonic() - started)
     return 0

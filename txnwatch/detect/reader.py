@@ -27,7 +27,6 @@ from pyspark.sql import types as T
 
 from txnwatch.errors import first_line
 from txnwatch.landing import CANONICAL_COLUMNS, IMPORTANCE_COLUMNS, REFERENCE_KEY, chunk_key
-from txnwatch.retry import outage_of
 from txnwatch.storage import S3Store, Store
 
 log = logging.getLogger("txnwatch.detect")
@@ -116,9 +115,7 @@ def check_chunk_header(store: Store, k: int) -> None:
         data = _head_bytes(store, key)
     except ChunkUnreadable:
         raise
-    except Exception as e:  # noqa: BLE001 - any storage failure makes this one chunk unusable...
-        if outage_of(e):
-            raise  # ...except an outage: the batch is retried, the chunk is not lost
+    except Exception as e:  # noqa: BLE001 - any storage failure makes this one chunk unusable
         raise ChunkUnreadable(f"unreadable: {store.uri(key)}: {e}") from None
     _check_header(data, CANONICAL_COLUMNS, store.uri(key))
 
@@ -176,8 +173,6 @@ def _driver_table(store: Store, k: int) -> pa.Table:
     try:
         data = store.get(key)
     except Exception as e:  # noqa: BLE001
-        if outage_of(e):
-            raise
         raise ChunkUnreadable(f"unreadable: {store.uri(key)}: {e}") from None
     table = _parse_on_driver(data, CANONICAL_COLUMNS, store.uri(key))
     return table.append_column("chunk", pa.array([k] * table.num_rows, pa.int32()))

@@ -24,24 +24,11 @@ from txnwatch.errors import TxnwatchError
 log = logging.getLogger("txnwatch.detect")
 
 
-def acquire_job_lock(conn: psycopg.Connection, schema: str, wait_s: float = 0) -> None:
-    """A session advisory lock per schema: two detection jobs on one schema would double-apply chunks.
-
-    After a reconnect (`wait_s` > 0) the server may not yet have ended the dropped session that held
-    the lock, so wait that long for it before concluding that another job took it.
-    """
-    key = (f"txnwatch-y:{schema}",)
-    if wait_s > 0:
-        try:
-            with conn.transaction():
-                conn.execute(f"SET LOCAL lock_timeout = {int(wait_s * 1000)}")
-                conn.execute("SELECT pg_advisory_lock(hashtext(%s))", key)
-            return
-        except psycopg.errors.LockNotAvailable:
-            pass
-    elif conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", key).fetchone()[0]:
-        return
-    raise TxnwatchError(f"another detection job is already running on schema {schema!r}")
+def acquire_job_lock(conn: psycopg.Connection, schema: str) -> None:
+    """A session advisory lock per schema: two detection jobs on one schema would double-apply chunks."""
+    got = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (f"txnwatch-y:{schema}",)).fetchone()[0]
+    if not got:
+        raise TxnwatchError(f"another detection job is already running on schema {schema!r}")
 
 
 def ensure_checkpoint(conn: psycopg.Connection, schema: str, landing: str, output: str) -> tuple[int, bool]:
