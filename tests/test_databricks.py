@@ -156,7 +156,8 @@ def test_databricks_release_version_follows_the_shipped_code(tmp_path, monkeypat
     before = rel.current_release().version
     (package / "orchestration" / "tasks.py").write_text("# a developer tool: not shipped\n")
     assert rel.current_release().version == before
-    (package / "detect" / "rules.py").write_text((package / "detect" / "rules.py").read_text() + "\n# changed\n")
+    shipped = package / "detect" / "live_state.py"
+    shipped.write_text(shipped.read_text() + "\n# changed\n")
     after = rel.current_release().version
     assert after != before and after.split("+")[0] == before.split("+")[0] == rel.package_version()
 

@@ -21,7 +21,7 @@ import txnwatch
 from txnwatch.orchestration.settings import DETECT_ENTRY_SCRIPT, REPO_ROOT
 
 PACKAGE_DIR = Path(txnwatch.__file__).resolve().parent
-DEVELOPER_TOOLS = ("orchestration", "airflow_local.py", "demo.py", "bench.py")
+DEVELOPER_TOOLS = ("orchestration", "airflow_local.py", "demo.py", "demo_data.py")
 SHIPPED_SUFFIXES = (".py", ".sql")
 ENTRY_SCRIPT_NAME = DETECT_ENTRY_SCRIPT.name
 MANIFEST_NAME = "release.json"
