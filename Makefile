@@ -49,7 +49,7 @@ test: spark-cds $(DBR_STAMP)
 test-dbr: $(DBR_STAMP)
 	SPARK_LOCAL_IP=127.0.0.1 $(DBR_BIN)/python -m pytest -k detect
 
-demo: spark-cds
+demo: $(STAMP)
 	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python -m txnwatch.demo
 
 lint: $(STAMP)
@@ -77,7 +77,7 @@ airflow-migrate: $(STAMP)
 
 # The local Airflow in the foreground (UI at http://127.0.0.1:8080) until Ctrl-C, SIGTERM or SIGHUP, each of
 # which stops every process it started.
-airflow-up: spark-cds
+airflow-up: $(STAMP)
 	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python -m txnwatch.orchestration.stack
 
 # The Airflow tests only (DagBag, Databricks stand-in, dags test, end-to-end through the REST API).

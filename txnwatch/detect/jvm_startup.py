@@ -1,13 +1,14 @@
-"""Driver JVM options for a local Spark master: what makes Y ready in seconds on two cores.
+"""Driver JVM options for a local Spark master: what makes Y ready sooner on two cores.
 
 A cold local Spark spends seconds loading and verifying the classes of the JVM, Spark and Catalyst.
 Class data sharing (CDS) cuts that: a dynamic archive of the classes a detection run loads, built once
-per installation (`python -m txnwatch.detect.jvm_startup`, run by `make spark-cds`, which `make test`,
-`demo`, `bench` and `airflow-up` depend on) and mapped by every later JVM instead of parsing the same jars
-again (measured on 2 cores: the session starts in ≈4 s instead of ≈6-10 s). It changes no result. The
-C1-only compiler (`-XX:TieredStopAtLevel=1`) was measured too and left out: it starts faster but runs the
-steady per-chunk job ≈30% slower. A cluster (Databricks) is not touched: its JVM is up before the job
-starts. `TXNWATCH_SPARK_JAVA_OPTS` replaces these options (empty: none).
+per installation (`python -m txnwatch.detect.jvm_startup`, i.e. `make spark-cds`, which `make test` and
+`make bench` depend on; run it once before `make demo` for a faster Y start there) and mapped by every
+later JVM instead of parsing the same jars again (measured on 2 cores: the session starts in ≈4 s
+instead of ≈6-10 s). It changes no result. The C1-only compiler (`-XX:TieredStopAtLevel=1`) was
+measured too and left out: it starts faster but runs the steady per-chunk job ≈30% slower. A cluster
+(Databricks) is not touched: its JVM is up before the job starts. `TXNWATCH_SPARK_JAVA_OPTS` replaces
+these options (empty: none).
 """
 
 from __future__ import annotations
