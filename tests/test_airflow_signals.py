@@ -64,24 +64,3 @@ def test_make_airflow_up_stops_every_process(airflow_local, pg_server_url, tmp_p
     finally:
         for pid in tagged_processes(tag):
             os.kill(pid, signal.SIGKILL)
-
-
-def test_make_demo_stops_every_process_on_sigterm_while_y_runs(airflow_local, pg_server_url, tmp_path, schema):
-    """SIGTERM while the Y task's spark-submit runs (in a session of its own): that is stopped too."""
-    port, tag = free_port(), uuid.uuid4().hex
-    log = tmp_path / "demo.log"
-    env = _env(airflow_local, pg_server_url, tmp_path, port, tag, TXNWATCH_DEMO_ROWS="20000",
-               TXNWATCH_DEMO_SCHEMA=schema)
-    proc = start(["make", "-s", "-C", str(ROOT), "demo"], env, log)
-
-    def spark_running() -> bool:
-        assert proc.poll() is None, log.read_text()[-3000:]
-        return any("SparkSubmit" in c for c in command_lines(tagged_processes(tag)))
-
-    try:
-        wait_for(spark_running, timeout=420, interval=0.5, what="the Y task's spark-submit")
-        _stop_and_check(proc, signal.SIGTERM, False, tag, port, log)
-        assert "all Airflow processes stopped" in log.read_text()
-    finally:
-        for pid in tagged_processes(tag):
-            os.kill(pid, signal.SIGKILL)
