@@ -37,8 +37,9 @@ def _process_conf(master: str) -> dict[str, str]:
         "spark.ui.showConsoleProgress": "false",
         "spark.driver.memory": os.environ.get("TXNWATCH_SPARK_DRIVER_MEMORY", "1g"),
     }
-    if master.startswith("local") and driver_java_options():
-        conf["spark.driver.extraJavaOptions"] = driver_java_options()
+    java_options = driver_java_options() if master.startswith("local") else ""
+    if java_options:
+        conf["spark.driver.extraJavaOptions"] = java_options
     return conf
 
 

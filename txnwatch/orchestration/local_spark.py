@@ -51,8 +51,9 @@ def spark_submit_command(landing: str, output: str, schema: str, until_end: bool
     if master.startswith("local"):  # fast JVM start-up for a local driver (see detect/jvm_startup.py)
         from txnwatch.detect.jvm_startup import driver_java_options
 
-        if driver_java_options():
-            cmd += ["--driver-java-options", driver_java_options()]
+        java_options = driver_java_options()
+        if java_options:
+            cmd += ["--driver-java-options", java_options]
     for item in filter(None, (x.strip() for x in os.environ.get("TXNWATCH_SPARK_CONF", "").split(","))):
         cmd += ["--conf", item]
     cmd.append(str(entry_script))
