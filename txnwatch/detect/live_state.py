@@ -72,6 +72,11 @@ def _array(col: pa.Array | pa.ChunkedArray) -> pa.Array:
     return col
 
 
+def _keys(merchant_ids, customer_ids) -> list[str]:
+    """The pair keys of two id columns (what `pair_of` maps to rows)."""
+    return pc.binary_join_element_wise(merchant_ids, customer_ids, _SEP).to_pylist()
+
+
 def _objects(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """A string column as a numpy object array (the state's string columns)."""
     return _array(col).to_numpy(zero_copy_only=False).astype(object, copy=False)
@@ -129,7 +134,7 @@ class LiveState:
         for col, name in (("n", "txn_count"), ("f", "female_customers"), ("m", "male_customers")):
             getattr(self.merchants, col)[rows] = merchants[name].to_numpy()
         codes = self._merchant_codes(pairs["merchant_id"])
-        at = self._new_pairs(pairs["merchant_id"], pairs["customer_id"], codes)
+        at = self._new_pairs(_keys(pairs["merchant_id"], pairs["customer_id"]), pairs["customer_id"], codes)
         p = self.pairs
         p.n[at] = pairs["txn_count"].to_numpy()
         p.s_lo[at], p.s_hi[at] = amounts.lanes(pairs["amount_sum"])
@@ -169,13 +174,14 @@ class LiveState:
     def _apply_chunk(self, d: pa.Table) -> tuple[np.ndarray, np.ndarray, list[pa.Table]]:
         """Fold one chunk's deltas in: (pair rows touched, merchant rows touched, new gender members)."""
         p = self.pairs
-        keys = pc.binary_join_element_wise(d["merchant_id"], d["customer_id"], _SEP).to_pylist()
+        keys = _keys(d["merchant_id"], d["customer_id"])
         rows = np.fromiter((self.pair_of.get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
         fresh = rows < 0
         if fresh.any():
             mask = pa.array(fresh)
             new_m = d["merchant_id"].filter(mask)
-            rows[fresh] = self._new_pairs(new_m, d["customer_id"].filter(mask), self._merchant_codes(new_m))
+            new_keys = [k for k, new in zip(keys, fresh.tolist(), strict=True) if new]
+            rows[fresh] = self._new_pairs(new_keys, d["customer_id"].filter(mask), self._merchant_codes(new_m))
         codes = p.merchant[rows]
         dn = d["n"].to_numpy()
         old_n = p.n[rows].copy()
@@ -280,10 +286,9 @@ class LiveState:
         lookup = np.array([self.merchant_of[m] for m in distinct], dtype=np.int64)
         return lookup[encoded.indices.to_numpy(zero_copy_only=False)]
 
-    def _new_pairs(self, merchant_ids, customer_ids, codes: np.ndarray) -> np.ndarray:
+    def _new_pairs(self, keys: list[str], customer_ids, codes: np.ndarray) -> np.ndarray:
         """Rows for pairs not seen before (all fields zero / false / NaN until set)."""
         at = self.pairs.extend(len(codes))
-        keys = pc.binary_join_element_wise(merchant_ids, customer_ids, _SEP).to_pylist()
         self.pair_of.update(zip(keys, at.tolist(), strict=True))
         p = self.pairs
         p.merchant[at] = codes
