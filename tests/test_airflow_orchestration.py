@@ -189,7 +189,11 @@ def test_a_stop_signal_does_not_cut_a_stack_stop_short(tmp_path):
     from txnwatch.orchestration.stack import AirflowStack, _group_alive, stop_on_signals
 
     # A "service" that ignores SIGTERM, so stop() must wait out its grace period and SIGKILL it.
-    proc = subprocess.Popen(["bash", "-c", "trap '' TERM; sleep 60"], process_group=0)
+    proc = subprocess.Popen(
+        ["bash", "-c", "trap '' TERM; echo ignoring; sleep 60"],
+        process_group=0, stdout=subprocess.PIPE, text=True,
+    )
+    assert proc.stdout.readline() == "ignoring\n"  # the trap is set before the stop begins
     stack = AirflowStack(la=None, log_dir=tmp_path)
     stack.procs, stack.pgid = {"svc": proc}, proc.pid
     with stop_on_signals():
