@@ -139,3 +139,31 @@ def browser_type_launch_args():
     return {"executable_path": shutil.which("chromium") or "/usr/bin/chromium", "headless": True,
             "args": ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                      "--disable-component-update", "--no-first-run"]}
+
+
+@pytest.fixture
+def pg_proxy(pg_server_url):
+    """A FaultProxy in front of the test PostgreSQL server; `pg_proxy.url` is the DSN through it."""
+    from urllib.parse import urlparse
+
+    from fault_proxy import FaultProxy
+
+    target = urlparse(pg_server_url)
+    proxy = FaultProxy(target.hostname or "127.0.0.1", target.port or 5432)
+    proxy.url = target._replace(netloc=f"{target.username or 'postgres'}@127.0.0.1:{proxy.port}").geturl()
+    yield proxy
+    proxy.close()
+
+
+@pytest.fixture
+def s3_proxy(s3_endpoint):
+    """A FaultProxy in front of the moto S3 server; `s3_proxy.url` is the endpoint through it."""
+    from urllib.parse import urlparse
+
+    from fault_proxy import FaultProxy
+
+    target = urlparse(s3_endpoint)
+    proxy = FaultProxy(target.hostname, target.port)
+    proxy.url = f"http://127.0.0.1:{proxy.port}"
+    yield proxy
+    proxy.close()

@@ -211,7 +211,7 @@ def test_schema_bound_to_one_stream(tmp_path, spark, pg_server_url, schema):
 def test_reapplying_a_committed_chunk_changes_nothing(tmp_path, spark, pg_server_url, schema):
     from datetime import UTC, datetime
 
-    from txnwatch.db import connect
+    from txnwatch.db import Link
     from txnwatch.detect.job import DetectSummary, _Batcher
 
     rows, imp = build_rows(1_500, seed=6)
@@ -225,20 +225,21 @@ def test_reapplying_a_committed_chunk_changes_nothing(tmp_path, spark, pg_server
     def snapshot(conn):
         return {t: conn.execute(f"SELECT * FROM {schema}.{t} ORDER BY 1, 2").fetchall() for t in tables}
 
-    conn = connect(pg_server_url, autocommit=True)
+    link = Link(pg_server_url, autocommit=True)
     try:
-        before = snapshot(conn)
-        batcher = _Batcher(spark, conn, schema, landing, LOW, datetime.now(UTC))
+        before = snapshot(link.conn)
+        batcher = _Batcher(spark, link, schema, landing, LOW, datetime.now(UTC))
         batcher.run([2, 3], DetectSummary())  # already committed: the checkpoint check makes it a no-op
         batcher.close()
-        assert snapshot(conn) == before
+        assert snapshot(link.conn) == before
     finally:
-        conn.close()
+        link.close()
 
 
 def test_postgres_down_is_one_clear_error(tmp_path, spark):
     with pytest.raises(TxnwatchError, match="cannot connect to PostgreSQL"):
-        run_detect(str(tmp_path / "l"), str(tmp_path / "o"), "postgresql://u:pw@127.0.0.1:1/x", spark=spark)
+        run_detect(str(tmp_path / "l"), str(tmp_path / "o"), "postgresql://u:pw@127.0.0.1:1/x", spark=spark,
+                   retry_seconds=0)
 
 
 def test_chunk_spark_cannot_read_is_quarantined(tmp_path, spark, pg_server_url, schema, monkeypatch):

@@ -17,9 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-import psycopg
 from reference_rules import detect_store
-from y_data import LOW, assert_matches_reference, build_rows, land
+from y_data import LOW, assert_matches_reference, build_rows, check_exactly_once, land
 
 from txnwatch.landing import REFERENCE_KEY
 from txnwatch.storage import open_store
@@ -43,16 +42,6 @@ def run(cmd, fault: str | None = None, timeout: float = 180) -> subprocess.Compl
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 
-def check_ledger(db, schema, expected: int) -> None:
-    with psycopg.connect(db) as conn:
-        n, distinct_keys, max_seq = conn.execute(
-            f"SELECT count(*), count(DISTINCT (pattern_id, customer_id, merchant_id)), coalesce(max(seq), 0) "
-            f"FROM {schema}.detected_patterns").fetchone()
-        chunks = conn.execute(f"SELECT count(*), count(DISTINCT chunk) FROM {schema}.y_chunk_metrics").fetchone()
-    assert n == distinct_keys == max_seq == expected
-    assert chunks[0] == chunks[1]
-
-
 def test_fault_points_then_restart(tmp_path, pg_server_url, schema):
     rows, imp = build_rows(10_000, seed=1)
     landing = open_store(str(tmp_path / "landing"))
@@ -73,7 +62,7 @@ def test_fault_points_then_restart(tmp_path, pg_server_url, schema):
     assert_matches_reference(out, ref)
     for key, data in snapshots.items():
         assert out.get(key) == data, key
-    check_ledger(pg_server_url, schema, len(ref))
+    check_exactly_once(pg_server_url, schema, len(ref))
 
 
 def test_random_kill_9_then_restart(tmp_path, pg_server_url, schema):
@@ -98,4 +87,4 @@ def test_random_kill_9_then_restart(tmp_path, pg_server_url, schema):
     final = run(cmd)
     assert final.returncode == 0, f"seed {seed}\n{final.stderr[-3000:]}"
     assert_matches_reference(out, ref)
-    check_ledger(pg_server_url, schema, len(ref))
+    check_exactly_once(pg_server_url, schema, len(ref))

@@ -20,7 +20,7 @@ from reference_rules import detect, weights_from_csv
 from y_data import assert_matches_reference, csv_bytes, land
 
 from txnwatch.config import Thresholds
-from txnwatch.db import connect, init_schema
+from txnwatch.db import Link, init_schema
 from txnwatch.detect import state
 from txnwatch.detect.job import DetectSummary, _Batcher
 from txnwatch.detect.live_state import LiveState
@@ -120,14 +120,15 @@ def test_job_in_random_batches_with_restarts_equals_reference(tmp_path_factory, 
     landing, output = open_store(str(work / "landing")), open_store(str(work / "out"))
     land(landing, [r for rows in chunks for r in rows], imp, len(chunks[0]))
     schema = f"p_{uuid.uuid4().hex[:12]}"
-    conn = connect(pg_server_url, autocommit=True)
+    link = Link(pg_server_url, autocommit=True)
+    conn = link.conn
     try:
         init_schema(conn, schema)
         state.ensure_checkpoint(conn, schema, landing.url, output.url)
         batcher = None
         for i, batch in enumerate(_batches(len(chunks), splits)):
             if batcher is None or restarts[i % len(restarts)]:
-                batcher = _Batcher(spark, conn, schema, landing, th, y_start=Y_START)
+                batcher = _Batcher(spark, link, schema, landing, th, y_start=Y_START)
             batcher.run(batch, DetectSummary())
             write_pending(conn, schema, output, final=False)
         write_pending(conn, schema, output, final=True)
@@ -136,5 +137,5 @@ def test_job_in_random_batches_with_restarts_equals_reference(tmp_path_factory, 
     finally:
         with psycopg.connect(pg_server_url, autocommit=True) as c:
             c.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        conn.close()
+        link.close()
 

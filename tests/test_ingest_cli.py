@@ -86,14 +86,26 @@ def test_missing_landing_bucket_is_one_line_and_exit_2(tmp_path, env, pg_server_
     assert proc.stderr.count("\n") == 1 and "bucket 'no-such-landing' does not exist" in proc.stderr
 
 
-def test_unreachable_postgres_is_one_line_and_exit_2(tmp_path, env):
+def test_unreachable_postgres_without_retries_is_one_line_and_exit_2(tmp_path, env):
     src, imp = write_banksim(tmp_path / "tx.csv", 3), write_importance(tmp_path / "imp.csv")
     db = f"postgresql://x:s3cret@127.0.0.1:{free_port()}/db"
-    proc = subprocess.run(ingest_args(src, imp, tmp_path / "land", db, "t"),
+    proc = subprocess.run(ingest_args(src, imp, tmp_path / "land", db, "t", "--retry-seconds", "0"),
                           capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "cannot connect to PostgreSQL" in proc.stderr
     assert "s3cret" not in proc.stderr
+
+
+def test_unreachable_postgres_is_retried_up_to_the_bound_then_one_error_line(tmp_path, env):
+    src, imp = write_banksim(tmp_path / "tx.csv", 3), write_importance(tmp_path / "imp.csv")
+    db = f"postgresql://x:s3cret@127.0.0.1:{free_port()}/db"
+    proc = subprocess.run(ingest_args(src, imp, tmp_path / "land", db, "t", "--retry-seconds", "2"),
+                          capture_output=True, text=True, env=env, timeout=60)
+    lines = proc.stderr.splitlines()
+    assert proc.returncode == 2 and len(lines) == 2, proc.stderr
+    assert "PostgreSQL unreachable" in lines[0] and "retrying for up to 2 s" in lines[0]
+    assert lines[1].startswith("txnwatch ingest: error: PostgreSQL unreachable for ")
+    assert "s3cret" not in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_finished_ingest_rerun_exits_0_and_says_so(tmp_path, env, pg_server_url, schema):

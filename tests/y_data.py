@@ -100,3 +100,18 @@ def assert_matches_reference(out_store, ref) -> None:
     sizes = [len(f) for f in files]
     assert sizes == [50] * (len(expected) // 50) + ([len(expected) % 50] if len(expected) % 50 else [])
     assert out_store.list("detections_") == [f"detections_{n:08d}.jsonl" for n in range(1, len(files) + 1)]
+
+
+def check_exactly_once(db_url: str, schema: str, expected: int, chunks: int | None = None) -> None:
+    """Postgres holds each detection once (seq without a gap) and one metrics row per chunk (all
+    `chunks` of them, when given)."""
+    import psycopg
+
+    with psycopg.connect(db_url) as conn:
+        n, keys, max_seq = conn.execute(
+            f"SELECT count(*), count(DISTINCT (pattern_id, customer_id, merchant_id)), coalesce(max(seq), 0) "
+            f"FROM {schema}.detected_patterns").fetchone()
+        rows, distinct = conn.execute(
+            f"SELECT count(*), count(DISTINCT chunk) FROM {schema}.y_chunk_metrics").fetchone()
+    assert n == keys == max_seq == expected
+    assert rows == distinct and (chunks is None or rows == chunks)

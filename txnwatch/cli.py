@@ -7,8 +7,9 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from txnwatch.db import DEFAULT_SCHEMA
+from txnwatch.db import DEFAULT_SCHEMA, ScrubFilter, scrub
 from txnwatch.errors import TxnwatchError
+from txnwatch.retry import DEFAULT_RETRY_SECONDS
 
 
 def _positive_int(text: str) -> int:
@@ -34,6 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
                                     "else an embedded server under .local/)")
         p.add_argument("--schema", default=DEFAULT_SCHEMA, help="schema holding state and checkpoints")
 
+    def retry_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--retry-seconds", type=_non_negative_float, default=DEFAULT_RETRY_SECONDS,
+                       help="ride out a PostgreSQL or S3 outage for up to this many seconds before failing "
+                            f"(default {DEFAULT_RETRY_SECONDS:g}; 0: fail at once)")
+
     p = sub.add_parser("ingest", help="Mechanism X: land the source as chunks, one per interval")
     p.add_argument("--source", required=True, help="transactions CSV: path, file://, http(s)://, "
                                                    "Google Drive link or id, s3://")
@@ -44,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=_non_negative_float, default=1.0,
                    help="seconds between chunks (0: flat out)")
     p.add_argument("--max-chunks", type=_positive_int, help="replay only the first K chunks")
+    retry_args(p)
 
     p = sub.add_parser("detect", help="Mechanism Y: the Spark detection job")
     p.add_argument("--landing", required=True)
@@ -55,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="when behind, process up to this many chunks in one Spark pass")
     p.add_argument("--threshold", action="append", metavar="NAME=VALUE",
                    help="override a rule threshold (repeatable), e.g. child_min_txns=80")
+    retry_args(p)
 
     p = sub.add_parser("generate", help="write a seeded BankSim-shaped data set and its importance file")
     p.add_argument("--rows", type=_positive_int, default=594_643)
@@ -88,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s",
                         stream=sys.stderr)
+    for handler in logging.getLogger().handlers:  # no password in any log line, whoever logs it
+        handler.addFilter(ScrubFilter())
     # Our own INFO lines are the progress report; boto's (where credentials were found) are noise.
     for name in ("botocore", "boto3", "s3transfer", "urllib3", "py4j", "databricks.sdk"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -109,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from txnwatch.airflow_local import command
         return int(command(args) or 0)
     except TxnwatchError as e:
-        print(f"txnwatch {args.command}: error: {e}", file=sys.stderr)
+        print(f"txnwatch {args.command}: error: {scrub(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"txnwatch {args.command}: interrupted", file=sys.stderr)

@@ -33,7 +33,7 @@ from typing import Any
 import psycopg
 
 from txnwatch import landing as lz
-from txnwatch.db import check_schema, connect, init_schema, redact, resolve_db_url
+from txnwatch.db import Link, check_schema, init_schema, redact, resolve_db_url, scrub
 from txnwatch.errors import TxnwatchError, first_line
 from txnwatch.layouts import (
     REJECTED_COLUMNS,
@@ -42,8 +42,9 @@ from txnwatch.layouts import (
     read_records,
     transaction_layout,
 )
+from txnwatch.retry import DEFAULT_RETRY_SECONDS, RetryPolicy, Unreachable
 from txnwatch.sources import LocalCopy, fetch
-from txnwatch.storage import Store, open_store
+from txnwatch.storage import Store, open_store, s3_errors
 
 log = logging.getLogger("txnwatch.ingest")
 IMPORTANCE_REJECTED_KEY = f"{lz.REJECTED_PREFIX}customer_importance.csv"
@@ -193,19 +194,37 @@ def _publish_importance(store: Store, copy: LocalCopy) -> None:
 
 
 class Ledger:
-    """x_checkpoint and x_chunks for one landing zone."""
+    """x_checkpoint and x_chunks for one landing zone, over a connection that survives outages."""
 
-    def __init__(self, conn: psycopg.Connection, schema: str, landing: str) -> None:
-        self.conn = conn
+    def __init__(self, db_url: str, schema: str, landing: str) -> None:
         self.s = check_schema(schema)
         self.landing = landing
+        self.link = Link(db_url, setup=self._lock, autocommit=True)
+        self._locked_once = False
 
-    def lock(self) -> None:
-        """One ingest per landing zone: a second one would race on the same chunk numbers."""
-        got = self.conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))",
-                                (f"txnwatch-ingest:{self.s}:{self.landing}",)).fetchone()[0]
+    @property
+    def conn(self) -> psycopg.Connection:
+        return self.link.conn
+
+    def _lock(self, conn: psycopg.Connection) -> None:
+        """One ingest per landing zone: a second one would race on the same chunk numbers. Re-locking
+        after an outage, a held lock is most likely our cut session's, not yet reaped: retried."""
+        got = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))",
+                           (f"txnwatch-ingest:{self.s}:{self.landing}",)).fetchone()[0]
         if not got:
+            if self._locked_once:
+                raise Unreachable("PostgreSQL", f"the ingest lock of {self.landing} is still held (by the "
+                                                "session the outage cut?)")
             raise TxnwatchError(f"another ingest is already writing {self.landing}")
+        self._locked_once = True
+
+    def reconnect(self) -> None:
+        """After an outage: a new connection (and lock) before the unit of work runs again."""
+        self.link.drop()
+        _ = self.link.conn
+
+    def close(self) -> None:
+        self.link.close()
 
     def load(self) -> dict | None:
         row = self.conn.execute(
@@ -223,19 +242,24 @@ class Ledger:
             (self.landing, source, sha256, rows_per_chunk))
 
     def commit_chunk(self, chunk: Chunk, landed_at: float, lag_s: float) -> None:
-        with self.conn.transaction():
-            self.conn.execute(
-                f"INSERT INTO {self.s}.x_chunks (landing, chunk, rows, rejected, landed_at, lag_s) "
-                "VALUES (%s, %s, %s, %s, %s, %s)",
-                (self.landing, chunk.k, chunk.rows, chunk.rejected_count,
-                 datetime.fromtimestamp(landed_at, UTC), lag_s))
-            cur = self.conn.execute(
+        """Record chunk k as landed. Idempotent for k itself: a commit whose answer an outage lost is
+        found done when the chunk's step is re-run."""
+        conn = self.conn
+        with conn.transaction():
+            cur = conn.execute(
                 f"UPDATE {self.s}.x_checkpoint SET last_chunk = %s, rows_landed = rows_landed + %s, "
                 "rejected = rejected + %s, updated_at = now() WHERE landing = %s AND last_chunk = %s",
                 (chunk.k, chunk.rows, chunk.rejected_count, self.landing, chunk.k - 1))
             if cur.rowcount != 1:
+                if self.load()["last_chunk"] == chunk.k:
+                    return
                 raise TxnwatchError(
                     f"checkpoint of {self.landing} moved under this ingest at chunk {chunk.k}")
+            conn.execute(
+                f"INSERT INTO {self.s}.x_chunks (landing, chunk, rows, rejected, landed_at, lag_s) "
+                "VALUES (%s, %s, %s, %s, %s, %s)",
+                (self.landing, chunk.k, chunk.rows, chunk.rejected_count,
+                 datetime.fromtimestamp(landed_at, UTC), lag_s))
 
     def finish(self) -> None:
         self.conn.execute(f"UPDATE {self.s}.x_checkpoint SET finished = true, updated_at = now() "
@@ -270,10 +294,12 @@ def run_ingest(
     max_chunks: int | None = None,
     s3_client: Any = None,
     stop: threading.Event | None = None,
+    retry_seconds: float = DEFAULT_RETRY_SECONDS,
 ) -> IngestSummary:
     """Land `source` into `landing` one chunk per `interval`, resuming from the Postgres checkpoint.
 
-    `stop`, when set, ends the run cleanly between chunks (the next run resumes). Raises
+    `stop`, when set, ends the run cleanly between chunks (the next run resumes). An outage of
+    PostgreSQL or the object store pauses the run for up to `retry_seconds` (retry.py). Raises
     TxnwatchError for anything the user can fix: bad source, missing bucket, unreachable database.
     """
     if rows_per_chunk <= 0:
@@ -281,38 +307,32 @@ def run_ingest(
     if interval < 0:
         raise TxnwatchError("interval must be >= 0")
     stop = stop or threading.Event()
-    store = open_store(landing, client=s3_client)
+    policy = RetryPolicy(retry_seconds, stop, describe=lambda e: scrub(first_line(e)))
+    store = policy.run(lambda: open_store(landing, client=s3_client))
     summary = IngestSummary(landing=store.url)
-    conn = connect(db_url, autocommit=True)
+    ledger = Ledger(db_url, schema, store.url)
     try:
-        return _run(conn, store, summary, source, importance, schema, rows_per_chunk, interval,
+        return _run(ledger, policy, store, summary, source, importance, schema, rows_per_chunk, interval,
                     max_chunks, s3_client, stop)
     except psycopg.Error as e:
-        raise TxnwatchError(f"PostgreSQL at {redact(db_url)} failed: {first_line(e)}") from None
+        raise TxnwatchError(f"PostgreSQL at {redact(db_url)} failed: {scrub(first_line(e))}") from None
     except OSError as e:
         where = f" ({e.filename})" if e.filename else ""
         raise TxnwatchError(f"file system error: {e.strerror or e}{where}") from None
-    except _s3_errors() as e:
+    except s3_errors() as e:
         raise TxnwatchError(f"cannot write the landing zone {store.url}: {first_line(e)}") from None
     finally:
-        conn.close()
+        ledger.close()
 
 
-def _s3_errors() -> tuple[type[Exception], ...]:
-    try:
-        from botocore.exceptions import BotoCoreError, ClientError
-    except ImportError:  # boto3 is only needed for s3:// locations
-        return ()
-    return (BotoCoreError, ClientError)
+def _run(ledger: Ledger, policy: RetryPolicy, store, summary, source, importance, schema, rows_per_chunk,
+         interval, max_chunks, s3_client, stop) -> IngestSummary:
+    def load() -> dict | None:
+        init_schema(ledger.conn, schema)
+        return ledger.load()
 
-
-def _run(conn, store, summary, source, importance, schema, rows_per_chunk, interval, max_chunks,
-         s3_client, stop) -> IngestSummary:
-    init_schema(conn, schema)
-    ledger = Ledger(conn, schema, store.url)
-    ledger.lock()
-    src = fetch(source, s3_client)
-    cp = ledger.load()
+    cp = policy.run(load, ledger.reconnect)
+    src = policy.run(lambda: fetch(source, s3_client))
     if cp is not None:
         _check_resume(cp, src.sha256, rows_per_chunk, store.url)
         summary.last_chunk = cp["last_chunk"]
@@ -323,12 +343,12 @@ def _run(conn, store, summary, source, importance, schema, rows_per_chunk, inter
             return summary
     reader = ChunkReader(src, rows_per_chunk)  # validates the header before anything is published
     try:
-        _publish_importance(store, fetch(importance, s3_client))
+        policy.run(lambda: _publish_importance(store, fetch(importance, s3_client)))
         if cp is None:
-            ledger.create(src.location, src.sha256, rows_per_chunk)
-            cp = ledger.load()
+            policy.run(lambda: ledger.create(src.location, src.sha256, rows_per_chunk), ledger.reconnect)
+            cp = policy.run(ledger.load, ledger.reconnect)
         done = cp["last_chunk"]
-        if done and not store.exists(lz.chunk_key(done)):
+        if done and not policy.run(lambda: store.exists(lz.chunk_key(done))):
             raise TxnwatchError(
                 f"the checkpoint says chunk {done} was landed in {store.url}, but it is not there: the "
                 "landing zone was changed outside txnwatch; use a new landing zone")
@@ -336,13 +356,11 @@ def _run(conn, store, summary, source, importance, schema, rows_per_chunk, inter
                  src.location, store.url, reader.layout.name, rows_per_chunk, interval,
                  f"resuming after chunk {done}" if done else "starting at chunk 1")
         reader.skip(done)
-        exhausted = _land_chunks(reader, store, ledger, summary, done, interval, max_chunks, stop)
+        exhausted = _land_chunks(reader, store, ledger, policy, summary, done, interval, max_chunks, stop)
     finally:
         reader.close()
     if exhausted:
-        total = ledger.load()
-        _write_end(store, total["last_chunk"], total["rows_landed"], total["rejected"])
-        ledger.finish()
+        total = policy.run(lambda: _end_stream(store, ledger), ledger.reconnect)
         summary.finished = True
         log.info("finished: %d chunks, %d rows, %d rejected in %s (this run: %d chunks, max lag %.3fs)",
                  total["last_chunk"], total["rows_landed"], total["rejected"], store.url,
@@ -353,8 +371,31 @@ def _run(conn, store, summary, source, importance, schema, rows_per_chunk, inter
     return summary
 
 
-def _land_chunks(reader: ChunkReader, store: Store, ledger: Ledger, summary: IngestSummary, done: int,
-                 interval: float, max_chunks: int | None, stop: threading.Event) -> bool:
+def _end_stream(store: Store, ledger: Ledger) -> dict:
+    total = ledger.load()
+    _write_end(store, total["last_chunk"], total["rows_landed"], total["rejected"])
+    ledger.finish()
+    return total
+
+
+def _land(store: Store, ledger: Ledger, chunk: Chunk, due: float, interval: float) -> float:
+    """One chunk's unit of work, re-run whole after an outage: put it (identical bytes if it is there
+    already), then commit it. Returns its lag behind schedule."""
+    if chunk.rejected is not None:
+        _put_immutable(store, lz.rejected_key(chunk.k), chunk.rejected)
+    key = lz.chunk_key(chunk.k)
+    if _put_immutable(store, key, chunk.data):
+        landed_at = time.time()
+    else:
+        # Landed by a run that died before its commit: the chunk became visible back then.
+        landed_at = store.mtime(key) or time.time()
+    lag = max(0.0, time.monotonic() - due) if interval > 0 else 0.0
+    ledger.commit_chunk(chunk, landed_at, lag)
+    return lag
+
+
+def _land_chunks(reader: ChunkReader, store: Store, ledger: Ledger, policy: RetryPolicy, summary: IngestSummary,
+                 done: int, interval: float, max_chunks: int | None, stop: threading.Event) -> bool:
     """Land chunks done+1, done+2, ... on schedule. True when the stream has ended."""
     if max_chunks is not None and done >= max_chunks:
         return True
@@ -371,16 +412,7 @@ def _land_chunks(reader: ChunkReader, store: Store, ledger: Ledger, summary: Ing
         if stop.is_set():
             summary.stopped = True
             return False
-        if chunk.rejected is not None:
-            _put_immutable(store, lz.rejected_key(chunk.k), chunk.rejected)
-        key = lz.chunk_key(chunk.k)
-        if _put_immutable(store, key, chunk.data):
-            landed_at = time.time()
-        else:
-            # Landed by a run that died before its commit: the chunk became visible back then.
-            landed_at = store.mtime(key) or time.time()
-        lag = max(0.0, time.monotonic() - due) if interval > 0 else 0.0
-        ledger.commit_chunk(chunk, landed_at, lag)
+        lag = policy.run(lambda c=chunk, d=due: _land(store, ledger, c, d, interval), ledger.reconnect)
         summary.chunks_landed += 1
         summary.rows += chunk.rows
         summary.rejected += chunk.rejected_count
@@ -408,7 +440,7 @@ def command(args) -> int:
         summary = run_ingest(
             source=args.source, importance=args.importance, landing=args.landing,
             db_url=resolve_db_url(args.db), schema=args.schema, rows_per_chunk=args.rows_per_chunk,
-            interval=args.interval, max_chunks=args.max_chunks, stop=stop)
+            interval=args.interval, max_chunks=args.max_chunks, stop=stop, retry_seconds=args.retry_seconds)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from urllib.parse import urlparse
 
 from txnwatch.errors import TxnwatchError
+from txnwatch.retry import is_transient
 
 
 class Store(Protocol):
@@ -101,8 +102,10 @@ class S3Store:
         if self._client is None:
             import boto3
 
+            from txnwatch.retry import s3_config
+
             # boto3 reads AWS_ENDPOINT_URL and the usual credential chain by itself.
-            self._client = boto3.client("s3")
+            self._client = boto3.client("s3", config=s3_config())
         return self._client
 
     def _key(self, key: str) -> str:
@@ -117,8 +120,12 @@ class S3Store:
             code = e.response.get("Error", {}).get("Code", "")
             if code in ("404", "NoSuchBucket", "NotFound"):
                 raise TxnwatchError(f"bucket {self.bucket!r} does not exist") from None
+            if is_transient(e):
+                raise
             raise TxnwatchError(f"cannot reach bucket {self.bucket!r}: {code or e}") from None
         except BotoCoreError as e:
+            if is_transient(e):
+                raise
             raise TxnwatchError(f"cannot reach S3 for bucket {self.bucket!r}: {e}") from None
 
     def put(self, key: str, data: bytes) -> None:
@@ -130,6 +137,8 @@ class S3Store:
         try:
             return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
         except ClientError as e:
+            if is_transient(e):
+                raise
             raise TxnwatchError(f"cannot read {self.uri(key)}: {e.response['Error'].get('Code')}") from None
 
     def _head(self, key: str) -> dict | None:
@@ -182,3 +191,12 @@ def open_store(url: str, client: Any | None = None, check: bool = True) -> Store
     if parsed.scheme in ("", None) or (len(parsed.scheme) == 1 and os.name == "nt"):
         return LocalStore(Path(url).expanduser().resolve())
     raise TxnwatchError(f"unsupported location {url!r}: use a local path, file:// or s3://")
+
+
+def s3_errors() -> tuple[type[Exception], ...]:
+    """botocore's exception bases (none when boto3 is absent: it is only needed for s3:// locations)."""
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:
+        return ()
+    return (BotoCoreError, ClientError)

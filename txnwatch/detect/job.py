@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from txnwatch.config import Thresholds
-from txnwatch.db import connect, init_schema, redact, resolve_db_url
+from txnwatch.db import Link, init_schema, redact, resolve_db_url, scrub
 from txnwatch.detect import state
 from txnwatch.detect.faults import fault
 from txnwatch.detect.live_state import LiveState, Match
@@ -37,7 +37,8 @@ from txnwatch.detect.warmup import warm_up
 from txnwatch.detect.weights import Weights, collect_weights, compute_weights
 from txnwatch.errors import TxnwatchError, first_line
 from txnwatch.landing import END_KEY, REFERENCE_KEY, chunk_key
-from txnwatch.storage import Store, open_store
+from txnwatch.retry import DEFAULT_RETRY_SECONDS, RetryPolicy
+from txnwatch.storage import Store, open_store, s3_errors
 
 log = logging.getLogger("txnwatch.detect")
 HEARTBEAT_S = 1.0  # y_checkpoint.heartbeat_at is at most this old while Y runs (plus one batch)
@@ -79,8 +80,8 @@ class _Batcher:
     """Runs batches against the live state, which it loads from Postgres on first use and again after
     a batch that did not commit (memory may then be ahead of what Postgres holds)."""
 
-    def __init__(self, spark, conn, schema: str, landing: Store, th: Thresholds, y_start: datetime) -> None:
-        self.spark, self.conn, self.schema, self.landing, self.th = spark, conn, schema, landing, th
+    def __init__(self, spark, link: Link, schema: str, landing: Store, th: Thresholds, y_start: datetime) -> None:
+        self.spark, self.link, self.schema, self.landing, self.th = spark, link, schema, landing, th
         self.y_start = y_start
         self._weights: Future[Weights] | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="txnwatch-weights")
@@ -105,6 +106,16 @@ class _Batcher:
         if self._weights is None:  # needed before the reference was seen: absent (warned once)
             self._weights = self._pool.submit(self._load_weights)
         return self._weights.result()
+
+    @property
+    def conn(self) -> psycopg.Connection:
+        return self.link.conn
+
+    def reset(self) -> None:
+        """After an outage: reload the state before the next batch, and the weights if their load failed."""
+        self._live = None
+        if self._weights is not None and self._weights.done() and self._weights.exception() is not None:
+            self._weights = None
 
     def live(self) -> LiveState:
         if self._live is None:
@@ -145,7 +156,7 @@ class _Batcher:
                 fault("after_rules")
                 t2 = time.monotonic()
                 state.write_changes(conn, schema, changes)
-                metrics = self._metrics(chunks, staged, bad, changes.matches)
+                metrics = self._metrics(conn, chunks, staged, bad, changes.matches)
                 committed_at = state.commit_batch(conn, schema, chunks[-1], changes.matches, datetime.now(UTC),
                                                   self.y_start, metrics, quarantine, len(chunks),
                                                   time.monotonic() - t0)
@@ -173,13 +184,13 @@ class _Batcher:
         summary.quarantined_chunks += sum(1 for r in reads if r.unreadable)
         summary.last_chunk = chunks[-1]
 
-    def _metrics(self, chunks: list[int], staged: pa.Table, bad: list[dict],
+    def _metrics(self, conn: psycopg.Connection, chunks: list[int], staged: pa.Table, bad: list[dict],
                  matches: list[Match]) -> list[state.ChunkMetrics]:
         rows = dict.fromkeys(chunks, 0)
         if staged.num_rows:
             sums = staged.group_by("chunk").aggregate([("n", "sum")])
             rows.update(zip(sums["chunk"].to_pylist(), sums["n_sum"].to_pylist(), strict=True))
-        landed = state.landed_times(self.conn, self.schema, self.landing.url, chunks)
+        landed = state.landed_times(conn, self.schema, self.landing.url, chunks)
         metrics = []
         for k in chunks:
             at = landed.get(k)
@@ -196,70 +207,119 @@ class _Batcher:
 
 def run_detect(landing: str, output: str, db_url: str, schema: str = "txnwatch", until_end: bool = False,
                poll_interval: float = 0.1, max_batch_chunks: int = 16, thresholds: Thresholds | None = None,
-               spark=None, s3_client=None, stop: threading.Event | None = None) -> DetectSummary:
-    """Run Mechanism Y until `stop` is set (or, with until_end, the last chunk is processed)."""
-    th = thresholds or Thresholds()
+               spark=None, s3_client=None, stop: threading.Event | None = None,
+               retry_seconds: float = DEFAULT_RETRY_SECONDS) -> DetectSummary:
+    """Run Mechanism Y until `stop` is set (or, with until_end, the last chunk is processed).
+
+    An outage of PostgreSQL or the object store pauses the job for up to `retry_seconds` (retry.py).
+    """
     stop = stop or threading.Event()
-    landing_store = open_store(landing, client=s3_client)
-    output_store = open_store(output, client=s3_client)
-    conn = connect(db_url, autocommit=True)
-    summary = DetectSummary()
-    batcher: _Batcher | None = None
+    loop = _Loop(landing, output, db_url, schema, thresholds or Thresholds(), max_batch_chunks, s3_client,
+                 RetryPolicy(retry_seconds, stop, describe=lambda e: scrub(first_line(e))))
     try:
-        init_schema(conn, schema)
-        state.acquire_job_lock(conn, schema)
-        last, finished = state.ensure_checkpoint(conn, schema, landing_store.url, output_store.url)
-        summary.last_chunk, summary.finished = last, finished
-        y_start = datetime.now(UTC)
-        state.mark_started(conn, schema, y_start)
+        loop.policy.run(loop.start, loop.recover)
         if spark is None:
             from txnwatch.detect.spark_session import get_spark
 
             spark = get_spark()
         warm_up(spark)
-        state.mark_ready(conn, schema)
-        log.info("detect: landing %s, output %s, db %s schema %s, resuming after chunk %d",
-                 landing_store.url, output_store.url, redact(db_url), schema, last)
-        # A crash between commit and file write leaves groups unwritten: repair them first.
-        summary.files_written += write_pending(conn, schema, output_store, final=finished)
-        batcher = _Batcher(spark, conn, schema, landing_store, th, y_start)
-        end_chunks: int | None = None
-        beat = time.monotonic()
+        loop.policy.run(lambda: loop.ready(spark), loop.recover)
         while not stop.is_set():
-            if time.monotonic() - beat >= HEARTBEAT_S:
-                state.heartbeat(conn, schema)
-                beat = time.monotonic()
-            batcher.prefetch_weights()
-            limit = max_batch_chunks
-            if end_chunks is not None:
-                limit = min(limit, end_chunks - last)
-            chunks = _probe(landing_store, last + 1, limit) if limit > 0 else []
-            if chunks:
-                batcher.run(chunks, summary)
-                last = chunks[-1]
-                summary.files_written += write_pending(conn, schema, output_store, final=False)
-                continue
-            if end_chunks is None:
-                end_chunks = _read_end(landing_store)
-                if end_chunks is not None and end_chunks > last:
-                    continue  # probe again now that the end is known
-            if end_chunks is not None and last >= end_chunks:
-                if not finished:
-                    summary.files_written += write_pending(conn, schema, output_store, final=True)
-                    state.mark_finished(conn, schema)
-                    finished = summary.finished = True
-                    log.info("processed the last chunk (%d) that %s counts; output flushed", end_chunks, END_KEY)
-                if until_end:
-                    break
-            stop.wait(poll_interval)
+            outcome = loop.policy.run(loop.step, loop.recover)
+            if outcome == "done" and until_end:
+                break
+            if outcome != "busy":
+                stop.wait(poll_interval)
     except psycopg.Error as e:
-        raise TxnwatchError(f"PostgreSQL at {redact(db_url)} failed: {first_line(e)}") from None
+        raise TxnwatchError(f"PostgreSQL at {redact(db_url)} failed: {scrub(first_line(e))}") from None
+    except s3_errors() as e:
+        raise TxnwatchError(f"S3 failed: {first_line(e)}") from None
     finally:
-        if batcher is not None:
-            batcher.close()
-        conn.close()
-    _log_summary(summary)
-    return summary
+        loop.close()
+    _log_summary(loop.summary)
+    return loop.summary
+
+
+class _Loop:
+    """Y's main loop in steps that can each be re-run after an outage (see `recover`)."""
+
+    def __init__(self, landing: str, output: str, db_url: str, schema: str, th: Thresholds, max_batch_chunks: int,
+                 s3_client, policy: RetryPolicy) -> None:
+        self.landing_url, self.output_url, self.db_url, self.schema = landing, output, db_url, schema
+        self.th, self.max_batch_chunks, self.s3_client, self.policy = th, max_batch_chunks, s3_client, policy
+        self.link = Link(db_url, setup=self._lock, autocommit=True)
+        self._locked_once = False
+        self.summary = DetectSummary()
+        self.batcher: _Batcher | None = None
+        self.last, self.finished, self.end_chunks = 0, False, None
+        self.beat = time.monotonic()
+
+    def _lock(self, conn: psycopg.Connection) -> None:
+        # After an outage the old session may not be gone yet: its lock is then retried, not refused.
+        state.acquire_job_lock(conn, self.schema, outage=self._locked_once)
+        self._locked_once = True
+
+    def start(self) -> None:
+        self.landing = open_store(self.landing_url, client=self.s3_client)
+        self.output = open_store(self.output_url, client=self.s3_client)
+        conn = self.link.conn
+        init_schema(conn, self.schema)
+        self.last, self.finished = state.ensure_checkpoint(conn, self.schema, self.landing.url, self.output.url)
+        self.summary.last_chunk, self.summary.finished = self.last, self.finished
+        self.y_start = datetime.now(UTC)
+        state.mark_started(conn, self.schema, self.y_start)
+
+    def ready(self, spark) -> None:
+        conn = self.link.conn
+        state.mark_ready(conn, self.schema)
+        log.info("detect: landing %s, output %s, db %s schema %s, resuming after chunk %d",
+                 self.landing.url, self.output.url, redact(self.db_url), self.schema, self.last)
+        # A crash between commit and file write leaves groups unwritten: repair them first.
+        self.summary.files_written += write_pending(conn, self.schema, self.output, final=self.finished)
+        self.batcher = _Batcher(spark, self.link, self.schema, self.landing, self.th, self.y_start)
+
+    def recover(self) -> None:
+        """Before a re-run: a new connection (and job lock), the checkpoint as committed, the state
+        reloaded from Postgres (memory may be ahead of it, or behind a commit whose answer was lost)."""
+        self.link.drop()
+        conn = self.link.conn
+        self.last, self.finished = state.ensure_checkpoint(conn, self.schema, self.landing.url, self.output.url)
+        if self.batcher is not None:
+            self.batcher.reset()
+
+    def step(self) -> str:
+        """One look at the landing zone: "busy" (a batch ran), "idle" (nothing yet) or "done"."""
+        conn, b = self.link.conn, self.batcher
+        if time.monotonic() - self.beat >= HEARTBEAT_S:
+            state.heartbeat(conn, self.schema)
+            self.beat = time.monotonic()
+        b.prefetch_weights()
+        limit = self.max_batch_chunks
+        if self.end_chunks is not None:
+            limit = min(limit, self.end_chunks - self.last)
+        chunks = _probe(self.landing, self.last + 1, limit) if limit > 0 else []
+        if chunks:
+            b.run(chunks, self.summary)
+            self.last = chunks[-1]
+            self.summary.files_written += write_pending(conn, self.schema, self.output, final=False)
+            return "busy"
+        if self.end_chunks is None:
+            self.end_chunks = _read_end(self.landing)
+            if self.end_chunks is not None and self.end_chunks > self.last:
+                return "busy"  # probe again now that the end is known
+        if self.end_chunks is not None and self.last >= self.end_chunks:
+            if not self.finished:
+                self.summary.files_written += write_pending(conn, self.schema, self.output, final=True)
+                state.mark_finished(conn, self.schema)
+                self.finished = self.summary.finished = True
+                log.info("processed the last chunk (%d) that %s counts; output flushed", self.end_chunks, END_KEY)
+            return "done"
+        return "idle"
+
+    def close(self) -> None:
+        if self.batcher is not None:
+            self.batcher.close()
+        self.link.close()
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -296,6 +356,6 @@ def command(args) -> int:
     started = time.monotonic()
     run_detect(args.landing, args.output, resolve_db_url(args.db), args.schema, until_end=args.until_end,
                poll_interval=args.poll_interval, max_batch_chunks=args.max_batch_chunks,
-               thresholds=Thresholds.from_overrides(args.threshold), stop=stop)
+               thresholds=Thresholds.from_overrides(args.threshold), stop=stop, retry_seconds=args.retry_seconds)
     log.info("detect finished in %.1fs", time.monotonic() - started)
     return 0

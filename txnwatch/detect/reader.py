@@ -27,6 +27,7 @@ from pyspark.sql import types as T
 
 from txnwatch.errors import first_line
 from txnwatch.landing import CANONICAL_COLUMNS, IMPORTANCE_COLUMNS, REFERENCE_KEY, chunk_key
+from txnwatch.retry import is_transient
 from txnwatch.storage import S3Store, Store
 
 log = logging.getLogger("txnwatch.detect")
@@ -115,7 +116,9 @@ def check_chunk_header(store: Store, k: int) -> None:
         data = _head_bytes(store, key)
     except ChunkUnreadable:
         raise
-    except Exception as e:  # noqa: BLE001 - any storage failure makes this one chunk unusable
+    except Exception as e:  # noqa: BLE001 - any storage failure but an outage makes this one chunk unusable
+        if is_transient(e):
+            raise  # the store is down, not the chunk bad: the batch is retried (retry.py)
         raise ChunkUnreadable(f"unreadable: {store.uri(key)}: {e}") from None
     _check_header(data, CANONICAL_COLUMNS, store.uri(key))
 
@@ -173,6 +176,8 @@ def _driver_table(store: Store, k: int) -> pa.Table:
     try:
         data = store.get(key)
     except Exception as e:  # noqa: BLE001
+        if is_transient(e):
+            raise
         raise ChunkUnreadable(f"unreadable: {store.uri(key)}: {e}") from None
     table = _parse_on_driver(data, CANONICAL_COLUMNS, store.uri(key))
     return table.append_column("chunk", pa.array([k] * table.num_rows, pa.int32()))
@@ -269,6 +274,7 @@ def read_deltas(spark: SparkSession, store: Store,
                 break
             except Exception as e:  # noqa: BLE001
                 spark.range(1).count()  # Spark itself down? Then this raises and the job stops here.
+                store.exists(chunk_key(k))  # the store down? Then this raises and the batch is retried.
                 if attempt == 2:
                     reason = f"unreadable: Spark could not read {store.uri(chunk_key(k))}: {first_line(e, limit=300)}"
                     log.warning("chunk %d quarantined: %s", k, reason)

@@ -20,14 +20,22 @@ import pyarrow.csv as pacsv
 from txnwatch.detect.live_state import MERCHANTS_ARROW, PAIRS_ARROW, BatchChanges, LiveState, Match
 from txnwatch.detect.patterns import PATTERNS
 from txnwatch.errors import TxnwatchError
+from txnwatch.retry import Unreachable
 
 log = logging.getLogger("txnwatch.detect")
 
 
-def acquire_job_lock(conn: psycopg.Connection, schema: str) -> None:
-    """A session advisory lock per schema: two detection jobs on one schema would double-apply chunks."""
+def acquire_job_lock(conn: psycopg.Connection, schema: str, outage: bool = False) -> None:
+    """A session advisory lock per schema: two detection jobs on one schema would double-apply chunks.
+
+    With `outage` (re-locking after a lost connection) a held lock is most likely still our old
+    session's, which the server has not reaped yet: that is reported as an outage, to be retried.
+    """
     got = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (f"txnwatch-y:{schema}",)).fetchone()[0]
     if not got:
+        if outage:
+            raise Unreachable("PostgreSQL", f"the job lock of schema {schema!r} is still held (by the session "
+                                            "the outage cut?)")
         raise TxnwatchError(f"another detection job is already running on schema {schema!r}")
 
 
