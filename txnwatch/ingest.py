@@ -84,7 +84,9 @@ def _csv_bytes(header: tuple[str, ...], rows: list[list[str]]) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
-def _accepts(layout_of) -> Callable[[list[str]], bool]:
+def _accepts(layout_of: Callable[[list[str], str], object]) -> Callable[[list[str]], bool]:
+    """A header test from a layout detector: does it recognise these header fields?"""
+
     def accepts(fields: list[str]) -> bool:
         try:
             layout_of(fields, "")

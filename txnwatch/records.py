@@ -40,7 +40,7 @@ class Record(NamedTuple):
 
 
 def escape_raw(raw: str) -> str:
-    """Backslashes doubled, undecodable bytes as `\\xNN`: printable, UTF-8, and reversible."""
+    """Backslashes doubled, undecodable bytes as `\\xNN`: valid UTF-8, and reversible."""
     text = raw.replace("\\", "\\\\")
     if _UNDECODABLE.search(text):
         text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
