@@ -74,6 +74,33 @@ def db(pg_server_url, schema):
     conn.close()
 
 
+@pytest.fixture
+def local_dir(tmp_path, monkeypatch) -> Path:
+    """The project's `.local` (downloaded sources are cached there) inside the test's own folder."""
+    monkeypatch.setenv("TXNWATCH_LOCAL_DIR", str(tmp_path / "local"))
+    return tmp_path / "local"
+
+
+@pytest.fixture
+def importance(tmp_path) -> Path:
+    """A small importance file in the BankSim network layout."""
+    from x_data import write_importance
+
+    return write_importance(tmp_path / "importance.csv")
+
+
+@pytest.fixture
+def ingest(pg_server_url, schema, db, importance, local_dir):
+    """Mechanism X in-process, flat out (interval 0) unless told otherwise, in the test's schema."""
+    from txnwatch.ingest import run_ingest
+
+    def run(source, landing, **kw):
+        kw.setdefault("interval", 0)
+        return run_ingest(str(source), str(kw.pop("importance", importance)), str(landing), pg_server_url,
+                          schema, **kw)
+    return run
+
+
 @pytest.fixture(scope="session")
 def s3_endpoint(tmp_path_factory) -> str:
     """A real S3 HTTP endpoint (moto_server) on a free port; AWS_* variables point at it."""

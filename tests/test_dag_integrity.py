@@ -29,6 +29,7 @@ for dag_id, dag in bag.dags.items():
                               "deferrable": (t.partial_kwargs if hasattr(t, "partial_kwargs")
                                              else vars(t)).get("deferrable"),
                               "doc": t.doc_md or "",
+                              "templated": {f: str(getattr(t, f, None)) for f in getattr(t, "template_fields", ())},
                               "trigger_rule": getattr(t.trigger_rule, "value", str(t.trigger_rule))}
                   for t in dag.tasks},
     }
@@ -81,7 +82,10 @@ def test_x_params_and_producer(bag):
     assert params["rows_per_chunk"]["default"] == 10_000
     assert params["interval_seconds"]["default"] == 1.0
     assert params["schema"]["default"] == "txnwatch"
+    assert params["max_reject_share"]["default"] == 0.5
+    assert (params["max_reject_share"]["schema"]["minimum"], params["max_reject_share"]["schema"]["maximum"]) == (0, 1)
     producer = dag["tasks"]["produce_chunks"]
+    assert producer["templated"]["max_reject_share"] == "{{ params.max_reject_share }}"
     assert producer["type"] == "MechanismXProducerOperator"
     assert producer["timeout"] and producer["retries"] >= 1
     assert dag["tasks"]["wait_for_s3_source"]["type"] in ("S3KeySensor", "MappedOperator")

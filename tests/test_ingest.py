@@ -17,33 +17,17 @@ from x_data import (
     parse_csv,
     snapshot,
     write_banksim,
-    write_importance,
+    write_gzip,
 )
 
 from txnwatch.errors import TxnwatchError
-from txnwatch.ingest import publish_importance, run_ingest
+from txnwatch.ingest import publish_importance
 from txnwatch.landing import CANONICAL_COLUMNS, IMPORTANCE_COLUMNS
 
 CANONICAL = list(CANONICAL_COLUMNS)
 
 
-@pytest.fixture(autouse=True)
-def local_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("TXNWATCH_LOCAL_DIR", str(tmp_path / "local"))
-
-
-@pytest.fixture
-def importance(tmp_path):
-    return write_importance(tmp_path / "importance.csv")
-
-
-@pytest.fixture
-def ingest(pg_server_url, schema, db, importance):
-    def run(source, landing, **kw):
-        kw.setdefault("interval", 0)
-        return run_ingest(str(source), str(kw.pop("importance", importance)), str(landing), pg_server_url,
-                          schema, **kw)
-    return run
+pytestmark = pytest.mark.usefixtures("local_dir")
 
 
 def test_real_sample_lands_as_one_canonical_chunk(ingest, sample_csv, tmp_path):
@@ -167,8 +151,11 @@ def test_rerunning_a_finished_ingest_is_a_no_op_that_says_so(ingest, tmp_path, c
     assert {p: p.stat().st_mtime_ns for p in land.rglob("*")} == before
 
 
-def test_stopped_ingest_resumes_at_the_next_chunk(ingest, db, schema, tmp_path):
+@pytest.mark.parametrize("compression", ["plain", "gzip"])
+def test_stopped_ingest_resumes_at_the_next_chunk(compression, ingest, db, schema, tmp_path):
     src = write_banksim(tmp_path / "tx.csv", 40, {13: "bad"})
+    if compression == "gzip":
+        src = write_gzip(tmp_path / "tx.csv.gz", src)
     ingest(src, tmp_path / "fresh", rows_per_chunk=4)
     land = tmp_path / "land"
     stop = threading.Event()

@@ -10,7 +10,16 @@ import sys
 
 import pytest
 from conftest import free_port, wait_for
-from x_data import BANKSIM_HEADER, ledger, snapshot, write_banksim, write_importance
+from x_data import (
+    BANKSIM_HEADER,
+    banksim_line,
+    ledger,
+    snapshot,
+    write_banksim,
+    write_gzip,
+    write_importance,
+    write_zip,
+)
 
 from txnwatch.ingest import run_ingest
 
@@ -39,6 +48,22 @@ def bad_source(kind: str, tmp_path) -> str:
         path.write_text("when,who,what\n1,2,3\n")
     elif kind == "header only":
         path.write_text(BANKSIM_HEADER + "\n")
+    elif kind == "truncated gzip":
+        gz = write_gzip(tmp_path / "src.csv.gz", write_banksim(tmp_path / "plain.csv", 2000))
+        gz.write_bytes(gz.read_bytes()[:-200])
+        return str(gz)
+    elif kind == "corrupt gzip":
+        data = bytearray(write_gzip(tmp_path / "src.csv.gz", write_banksim(tmp_path / "plain.csv", 2000))
+                         .read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))  # named .csv: gzip is told by its bytes
+    elif kind == "zip without transactions":
+        return str(write_zip(tmp_path / "src.zip", {"bsNET140513_032310.csv": write_importance(
+            tmp_path / "net.csv")}))
+    elif kind == "truncated zip":
+        archive = write_zip(tmp_path / "src.zip", {"tx.csv": write_banksim(tmp_path / "plain.csv", 2000)})
+        archive.write_bytes(archive.read_bytes()[:-30])
+        return str(archive)
     elif kind == "unreachable http":
         return f"http://127.0.0.1:{free_port()}/tx.csv"
     elif kind == "missing s3 object":
@@ -51,6 +76,11 @@ def bad_source(kind: str, tmp_path) -> str:
     ("empty file", "is empty"),
     ("unknown header", "unknown transactions header 'when,who,what'"),
     ("header only", "has a header but no data rows"),
+    ("truncated gzip", "(gzip) is damaged or truncated: it ends before the end of its compressed data"),
+    ("corrupt gzip", "(gzip) is damaged or truncated: "),
+    ("zip without transactions", "the zip holds no transactions file (no member has its header; members: "
+                                 "bsNET140513_032310.csv)"),
+    ("truncated zip", "is not a readable zip archive (damaged or truncated): File is not a zip file"),
     ("unreachable http", "cannot download"),
     ("missing s3 object", "bucket 'no-such-bucket-src' does not exist"),
 ])
@@ -61,6 +91,26 @@ def test_bad_source_is_one_line_and_exit_2(kind, message, tmp_path, env, pg_serv
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert message in proc.stderr
+    assert not (tmp_path / "land" / "chunk_00000001").exists()
+
+
+def test_a_chunk_of_mostly_rejected_rows_is_one_line_and_lands_nothing_of_it(tmp_path, env, pg_server_url,
+                                                                            schema):
+    bad = {i: banksim_line(i, merchant="") for i in range(30, 60)}
+    src, imp = write_banksim(tmp_path / "tx.csv", 90, bad), write_importance(tmp_path / "imp.csv")
+    land = tmp_path / "land"
+    args = ingest_args(src, imp, land, pg_server_url, schema, "--rows-per-chunk", "30", "--interval", "0")
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 2
+    error = proc.stderr.splitlines()[-1]
+    assert error.startswith("txnwatch ingest: error: chunk 2: 30 of its 30 rows were rejected (100%, over "
+                            "--max-reject-share 0.5)"), proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert sorted(p.name for p in land.iterdir()) == ["_reference", "chunk_00000001"]
+    lenient = subprocess.run([*args, "--max-reject-share", "1"], capture_output=True, text=True, env=env,
+                             timeout=60)
+    assert lenient.returncode == 0, lenient.stderr
+    assert (land / "_rejected/chunk_00000002.csv").exists() and (land / "_END.json").exists()
 
 
 @pytest.mark.parametrize(("content", "message"), [

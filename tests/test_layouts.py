@@ -7,7 +7,8 @@ import io
 import pytest
 
 from txnwatch.errors import TxnwatchError
-from txnwatch.layouts import importance_layout, read_records, transaction_layout
+from txnwatch.layouts import importance_layout, transaction_layout
+from txnwatch.records import read_records
 
 BANKSIM_HEADER = "step,customer,age,gender,zipcodeOri,merchant,zipMerchant,category,amount,fraud".split(",")
 CANONICAL_HEADER = "transactionId,customerId,customerName,merchantId,amount,transactionType,gender,timestamp"
@@ -65,20 +66,6 @@ def test_invalid_rows_are_rejected_with_a_reason(line, reason):
 def test_plain_decimal_amounts_are_accepted(amount):
     layout = transaction_layout(CANONICAL_HEADER.split(","), "t")
     assert isinstance(layout.normalise(0, ["1", "C1", "n", "M1", amount, "food", "F", "0"]), list)
-
-
-def test_records_carry_their_source_line_and_raw_text():
-    text = 'h1,h2\n\n1,"two\nlines"\n3,4\r\n'
-    records = list(read_records(io.StringIO(text, newline=""), "t"))
-    assert [(r.line, r.raw) for r in records] == [(1, "h1,h2"), (3, '1,"two\nlines"'), (5, "3,4")]
-    assert records[1].fields == ["1", "two\nlines"]
-
-
-def test_undecodable_text_is_one_clear_error(tmp_path):
-    path = tmp_path / "latin1.csv"
-    path.write_bytes(b"a,b\n" + "caf\u00e9,1\n".encode("latin-1"))
-    with open(path, encoding="utf-8", newline="") as f, pytest.raises(TxnwatchError, match="not UTF-8"):
-        list(read_records(f, "t"))
 
 
 def test_banksim_network_importance_layout():

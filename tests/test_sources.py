@@ -15,10 +15,7 @@ from txnwatch.sources import describe, drive_file_id, fetch, looks_like_drive_id
 DRIVE_ID = "1AbCdEfGhIjKlMnOpQrStUvWxYz012345"
 
 
-@pytest.fixture(autouse=True)
-def local_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("TXNWATCH_LOCAL_DIR", str(tmp_path / "local"))
-    return tmp_path / "local"
+pytestmark = pytest.mark.usefixtures("local_dir")
 
 
 @pytest.fixture

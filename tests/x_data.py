@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import io
+import shutil
+import zipfile
 from pathlib import Path
 
 import psycopg
@@ -49,3 +52,18 @@ def snapshot(root: Path) -> dict[str, bytes]:
     """Every visible file of a local landing zone and its bytes (temp files start with a dot)."""
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
             if p.is_file() and not p.name.startswith(".")}
+
+
+def write_gzip(path: Path, source: Path) -> Path:
+    """`source` gzip-compressed into `path` (mtime 0: the same bytes every time)."""
+    with open(source, "rb") as f, gzip.GzipFile(path, "wb", mtime=0) as out:
+        shutil.copyfileobj(f, out)
+    return path
+
+
+def write_zip(path: Path, members: dict[str, Path]) -> Path:
+    """A deflated zip archive holding each file under its member name."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, source in members.items():
+            archive.write(source, name)
+    return path

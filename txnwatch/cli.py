@@ -26,6 +26,13 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="txnwatch", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -41,8 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
                             f"(default {DEFAULT_RETRY_SECONDS:g}; 0: fail at once)")
 
     p = sub.add_parser("ingest", help="Mechanism X: land the source as chunks, one per interval")
-    p.add_argument("--source", required=True, help="transactions CSV: path, file://, http(s)://, "
-                                                   "Google Drive link or id, s3://")
+    p.add_argument("--source", required=True, help="transactions CSV (plain, .gz, or a .zip holding it): "
+                                                   "path, file://, http(s)://, Google Drive link or id, s3://")
     p.add_argument("--importance", required=True, help="customer importance CSV (same kinds of source)")
     p.add_argument("--landing", required=True, help="landing zone: local folder, file:// or s3://")
     db_args(p)
@@ -50,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=_non_negative_float, default=1.0,
                    help="seconds between chunks (0: flat out)")
     p.add_argument("--max-chunks", type=_positive_int, help="replay only the first K chunks")
+    p.add_argument("--max-reject-share", type=_share, default=0.5,
+                   help="stop (landing nothing of it) when more than this share of a chunk's rows is "
+                        "rejected: the wrong file, most likely (0: any rejected row; 1: never)")
     retry_args(p)
 
     p = sub.add_parser("detect", help="Mechanism Y: the Spark detection job")

@@ -25,7 +25,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -33,21 +33,26 @@ from typing import Any
 import psycopg
 
 from txnwatch import landing as lz
+from txnwatch.compressed import Wanted, open_input
 from txnwatch.db import Link, check_schema, init_schema, redact, resolve_db_url, scrub
 from txnwatch.errors import TxnwatchError, first_line
 from txnwatch.layouts import (
     REJECTED_COLUMNS,
     TransactionLayout,
     importance_layout,
-    read_records,
     transaction_layout,
 )
+from txnwatch.records import Record, escape_raw, read_records
 from txnwatch.retry import DEFAULT_RETRY_SECONDS, RetryPolicy, Unreachable
 from txnwatch.sources import LocalCopy, fetch
 from txnwatch.storage import Store, open_store, s3_errors
 
 log = logging.getLogger("txnwatch.ingest")
 IMPORTANCE_REJECTED_KEY = f"{lz.REJECTED_PREFIX}customer_importance.csv"
+DEFAULT_MAX_REJECT_SHARE = 0.5
+# A chunk this small (a short last chunk, a tiny --rows-per-chunk) says too little about the file
+# for a few bad rows in it to stop the stream.
+REJECT_GUARD_MIN_ROWS = 20
 
 
 @dataclass
@@ -80,32 +85,61 @@ def _csv_bytes(header: tuple[str, ...], rows: list[list[str]]) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
-def _open_text(copy: LocalCopy, role: str):
-    try:
-        return open(copy.path, encoding="utf-8-sig", newline="")
-    except OSError as e:
-        raise TxnwatchError(f"cannot read {role} {copy.location}: {e.strerror or e}") from None
+def _accepts(layout_of: Callable[[list[str], str], object]) -> Callable[[list[str]], bool]:
+    """A header test from a layout detector: does it recognise these header fields?"""
+
+    def accepts(fields: list[str]) -> bool:
+        try:
+            layout_of(fields, "")
+        except TxnwatchError:
+            return False
+        return True
+    return accepts
+
+
+# What to read from a zip archive that holds several files (the BankSim archive holds both).
+TRANSACTIONS = Wanted("transactions file", _accepts(transaction_layout))
+IMPORTANCE = Wanted("importance file", _accepts(importance_layout))
+
+
+def _read_header(f, name: str) -> Record:
+    header = next(read_records(f, name), None)
+    if header is None:
+        raise TxnwatchError(f"{name} is empty")
+    if header.fault:
+        raise TxnwatchError(f"{name}: unreadable header: {header.fault}")
+    return header
+
+
+def _data_records(f, name: str, header: Record, quotechar: str) -> Iterator[Record]:
+    """The records after the header, read with the layout's own quoting."""
+    return read_records(f, name, quotechar, first_line=header.line + header.raw.count("\n") + 1)
+
+
+def _rejected_row(record: Record, reason: str) -> list[str]:
+    return [str(record.line), reason, escape_raw(record.raw)]
 
 
 class ChunkReader:
     """Cuts the source into chunks of R data-row positions; rejected rows keep their position."""
 
-    def __init__(self, copy: LocalCopy, rows_per_chunk: int) -> None:
+    def __init__(self, copy: LocalCopy, rows_per_chunk: int,
+                 max_reject_share: float = DEFAULT_MAX_REJECT_SHARE) -> None:
         self.copy = copy
         self.rows_per_chunk = rows_per_chunk
-        self._file = _open_text(copy, "source")
-        name = f"source {copy.location}"
-        header = next(read_records(self._file, name), None)
-        if header is None:
-            raise TxnwatchError(f"source {copy.location} is empty")
-        self.layout: TransactionLayout = transaction_layout(header.fields, name)
-        # The data rows are read with the layout's own quoting, continuing after the header.
-        self._records = read_records(self._file, name, self.layout.quotechar,
-                                     first_line=header.line + header.raw.count("\n") + 1)
+        self.max_reject_share = max_reject_share
+        self._file, self.name = open_input(copy, "source", TRANSACTIONS)
+        try:
+            header = _read_header(self._file, self.name)
+            self.layout: TransactionLayout = transaction_layout(header.fields, self.name)
+            self._records = _data_records(self._file, self.name, header, self.layout.quotechar)
+            first_row = next(self._records, None)
+            if first_row is None:
+                raise TxnwatchError(f"{self.name} has a header but no data rows")
+        except BaseException:
+            self._file.close()
+            raise
         self._position = 0
-        first_row = next(self._records, None)
-        if first_row is None:
-            raise TxnwatchError(f"source {copy.location} has a header but no data rows")
         self._rows = itertools.chain([first_row], self._records)
 
     def close(self) -> None:
@@ -122,35 +156,46 @@ class ChunkReader:
             rows: list[list[str]] = []
             rejected: list[list[str]] = []
             normalise, position = self.layout.normalise, self._position
-            for line, fields, raw in itertools.islice(self._rows, self.rows_per_chunk):
-                out = normalise(position, fields)
+            for record in itertools.islice(self._rows, self.rows_per_chunk):
+                # A record the reader could not read as a row (not UTF-8, too long) carries its fault.
+                out = record.fault or normalise(position, record.fields)
                 position += 1
                 if out.__class__ is str:
-                    rejected.append([str(line), out, raw])
+                    rejected.append(_rejected_row(record, out))
                 else:
                     rows.append(out)
             self._position = position
             if not rows and not rejected:
                 return
+            self._guard(k, len(rows), rejected)
             yield Chunk(k, _csv_bytes(lz.CANONICAL_COLUMNS, rows), len(rows),
                         _csv_bytes(REJECTED_COLUMNS, rejected) if rejected else None, len(rejected))
             k += 1
 
+    def _guard(self, k: int, landed: int, rejected: list[list[str]]) -> None:
+        """Most of a chunk rejected means the wrong file, not a few damaged rows: stop before it lands."""
+        total = landed + len(rejected)
+        if total < REJECT_GUARD_MIN_ROWS or len(rejected) <= self.max_reject_share * total:
+            return
+        line, reason, _ = rejected[0]
+        raise TxnwatchError(
+            f"chunk {k}: {len(rejected)} of its {total} rows were rejected ({len(rejected) / total:.0%}, "
+            f"over --max-reject-share {self.max_reject_share:g}); is {self.name} the right file? "
+            f"First rejected: line {line}, {reason[:120]}. Nothing of chunk {k} was landed")
+
 
 def normalise_importance(copy: LocalCopy) -> tuple[bytes, bytes | None, int, int]:
     """The canonical importance file, the rejected rows (or None), and the two row counts."""
-    name = f"importance {copy.location}"
-    with _open_text(copy, "importance") as f:
-        header = next(read_records(f, name), None)
-        if header is None:
-            raise TxnwatchError(f"{name} is empty")
+    f, name = open_input(copy, "importance", IMPORTANCE)
+    with f:
+        header = _read_header(f, name)
         layout = importance_layout(header.fields, name)
         rows: list[list[str]] = []
         rejected: list[list[str]] = []
-        for rec in read_records(f, name, layout.quotechar, header.line + header.raw.count("\n") + 1):
-            out = layout.normalise(rec.fields)
+        for rec in _data_records(f, name, header, layout.quotechar):
+            out = rec.fault or layout.normalise(rec.fields)
             if isinstance(out, str):
-                rejected.append([str(rec.line), out, rec.raw])
+                rejected.append(_rejected_row(rec, out))
             else:
                 rows.append(out)
     if not rows:
@@ -295,17 +340,22 @@ def run_ingest(
     s3_client: Any = None,
     stop: threading.Event | None = None,
     retry_seconds: float = DEFAULT_RETRY_SECONDS,
+    max_reject_share: float = DEFAULT_MAX_REJECT_SHARE,
 ) -> IngestSummary:
     """Land `source` into `landing` one chunk per `interval`, resuming from the Postgres checkpoint.
 
     `stop`, when set, ends the run cleanly between chunks (the next run resumes). An outage of
-    PostgreSQL or the object store pauses the run for up to `retry_seconds` (retry.py). Raises
-    TxnwatchError for anything the user can fix: bad source, missing bucket, unreachable database.
+    PostgreSQL or the object store pauses the run for up to `retry_seconds` (retry.py). A chunk of
+    which more than `max_reject_share` of the rows are rejected stops the run before it lands (the
+    wrong file, most likely). Raises TxnwatchError for anything the user can fix: bad source, missing
+    bucket, unreachable database.
     """
     if rows_per_chunk <= 0:
         raise TxnwatchError("rows per chunk must be positive")
     if interval < 0:
         raise TxnwatchError("interval must be >= 0")
+    if not 0 <= max_reject_share <= 1:
+        raise TxnwatchError(f"max reject share must be between 0 and 1, got {max_reject_share:g}")
     stop = stop or threading.Event()
     policy = RetryPolicy(retry_seconds, stop, describe=lambda e: scrub(first_line(e)))
     store = policy.run(lambda: open_store(landing, client=s3_client))
@@ -313,7 +363,7 @@ def run_ingest(
     ledger = Ledger(db_url, schema, store.url)
     try:
         return _run(ledger, policy, store, summary, source, importance, schema, rows_per_chunk, interval,
-                    max_chunks, s3_client, stop)
+                    max_chunks, s3_client, stop, max_reject_share)
     except psycopg.Error as e:
         raise TxnwatchError(f"PostgreSQL at {redact(db_url)} failed: {scrub(first_line(e))}") from None
     except OSError as e:
@@ -326,7 +376,7 @@ def run_ingest(
 
 
 def _run(ledger: Ledger, policy: RetryPolicy, store, summary, source, importance, schema, rows_per_chunk,
-         interval, max_chunks, s3_client, stop) -> IngestSummary:
+         interval, max_chunks, s3_client, stop, max_reject_share) -> IngestSummary:
     def load() -> dict | None:
         init_schema(ledger.conn, schema)
         return ledger.load()
@@ -341,7 +391,8 @@ def _run(ledger: Ledger, policy: RetryPolicy, store, summary, source, importance
             log.info("already complete: %s holds %d chunks (%d rows, %d rejected); nothing to do",
                      store.url, cp["last_chunk"], cp["rows_landed"], cp["rejected"])
             return summary
-    reader = ChunkReader(src, rows_per_chunk)  # validates the header before anything is published
+    # Validates the header (and a compressed file's integrity) before anything is published.
+    reader = ChunkReader(src, rows_per_chunk, max_reject_share)
     try:
         policy.run(lambda: _publish_importance(store, fetch(importance, s3_client)))
         if cp is None:
@@ -353,7 +404,7 @@ def _run(ledger: Ledger, policy: RetryPolicy, store, summary, source, importance
                 f"the checkpoint says chunk {done} was landed in {store.url}, but it is not there: the "
                 "landing zone was changed outside txnwatch; use a new landing zone")
         log.info("ingest %s -> %s: %s layout, R=%d, interval=%gs, %s",
-                 src.location, store.url, reader.layout.name, rows_per_chunk, interval,
+                 reader.name, store.url, reader.layout.name, rows_per_chunk, interval,
                  f"resuming after chunk {done}" if done else "starting at chunk 1")
         reader.skip(done)
         exhausted = _land_chunks(reader, store, ledger, policy, summary, done, interval, max_chunks, stop)
@@ -440,7 +491,8 @@ def command(args) -> int:
         summary = run_ingest(
             source=args.source, importance=args.importance, landing=args.landing,
             db_url=resolve_db_url(args.db), schema=args.schema, rows_per_chunk=args.rows_per_chunk,
-            interval=args.interval, max_chunks=args.max_chunks, stop=stop, retry_seconds=args.retry_seconds)
+            interval=args.interval, max_chunks=args.max_chunks, stop=stop, retry_seconds=args.retry_seconds,
+            max_reject_share=args.max_reject_share)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

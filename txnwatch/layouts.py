@@ -1,18 +1,14 @@
 """Input layouts (SPEC section 2): detect them from the header, normalise rows to canonical columns.
 
 Two transaction layouts (canonical and BankSim, whose text values are wrapped in single quotes) and
-two importance layouts (canonical and the BankSim network file). Readers stream: one record at a
-time, each with the 1-based source line it started on and its raw text, so rejected rows can be
-quarantined exactly as they were.
+two importance layouts (canonical and the BankSim network file). Records are read by
+`txnwatch.records`, one at a time.
 """
 
 from __future__ import annotations
 
-import csv
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import NamedTuple, TextIO
 
 from txnwatch.errors import TxnwatchError
 from txnwatch.landing import CANONICAL_COLUMNS, IMPORTANCE_COLUMNS
@@ -37,45 +33,6 @@ def unquote(value: str) -> str:
 
 def is_number(text: str) -> bool:
     return bool(_NUMBER.match(text))
-
-
-class Record(NamedTuple):
-    line: int  # 1-based line of the source file the record starts on (the header is line 1)
-    fields: list[str]
-    raw: str  # the record's text without its line terminator
-
-
-def read_records(f: TextIO, name: str, quotechar: str = '"', first_line: int = 1) -> Iterator[Record]:
-    """Stream CSV records with their source line and raw text; blank lines hold no data and are skipped.
-
-    A record may span lines (a quoted field with a newline), so the raw text is the lines the csv
-    reader actually consumed for it. `first_line` is the line number of f's next line.
-    """
-    consumed: list[str] = []
-
-    def lines() -> Iterator[str]:
-        for text in f:
-            consumed.append(text)
-            yield text
-
-    reader = csv.reader(lines(), quotechar=quotechar)
-    line = first_line
-    while True:
-        consumed.clear()
-        try:
-            fields = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as e:
-            raise TxnwatchError(f"{name}: unreadable CSV near line {line}: {e}") from None
-        except UnicodeDecodeError:
-            raise TxnwatchError(f"{name}: not UTF-8 text near line {line}") from None
-        start = line
-        line += len(consumed)
-        if not fields:
-            continue
-        raw = consumed[0] if len(consumed) == 1 else "".join(consumed)
-        yield Record(start, fields, raw.rstrip("\r\n"))
 
 
 def _header_names(fields: list[str]) -> list[str]:

@@ -44,13 +44,13 @@ class MechanismXProducerOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = ("source", "importance", "landing", "rows_per_chunk",
-                                      "interval_seconds", "max_chunks", "schema")
+                                      "interval_seconds", "max_chunks", "max_reject_share", "schema")
     ui_color = "#e8f4fd"
 
     def __init__(self, *, source: str, importance: str, landing: str, rows_per_chunk: int | str = 10_000,
                  interval_seconds: float | str = 1.0, max_chunks: int | str | None = None,
-                 schema: str = "txnwatch", postgres_conn_id: str = POSTGRES_CONN_ID,
-                 aws_conn_id: str = AWS_CONN_ID, **kwargs: Any) -> None:
+                 max_reject_share: float | str = 0.5, schema: str = "txnwatch",
+                 postgres_conn_id: str = POSTGRES_CONN_ID, aws_conn_id: str = AWS_CONN_ID, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.source = source
         self.importance = importance
@@ -58,6 +58,7 @@ class MechanismXProducerOperator(BaseOperator):
         self.rows_per_chunk = rows_per_chunk
         self.interval_seconds = interval_seconds
         self.max_chunks = max_chunks
+        self.max_reject_share = max_reject_share
         self.schema = schema
         self.postgres_conn_id = postgres_conn_id
         self.aws_conn_id = aws_conn_id
@@ -72,6 +73,7 @@ class MechanismXProducerOperator(BaseOperator):
         rows_per_chunk = _require("rows_per_chunk", self.rows_per_chunk, int)
         interval = float(_require("interval_seconds", self.interval_seconds, (int, float)))
         max_chunks = _require("max_chunks", self.max_chunks, (int, type(None)))
+        max_reject_share = float(_require("max_reject_share", self.max_reject_share, (int, float)))
         s3_client = (s3_client_for(self.aws_conn_id)
                      if uses_s3(self.source, self.importance, self.landing) else None)
         self.log.info("Mechanism X: %s -> %s (%s rows per chunk, every %ss, schema %s)", self.source,
@@ -80,7 +82,7 @@ class MechanismXProducerOperator(BaseOperator):
             source=self.source, importance=self.importance, landing=self.landing,
             db_url=db_url_for(self.postgres_conn_id), schema=self.schema,
             rows_per_chunk=rows_per_chunk, interval=interval, max_chunks=max_chunks,
-            s3_client=s3_client, stop=self._stop)
+            s3_client=s3_client, stop=self._stop, max_reject_share=max_reject_share)
         result = asdict(summary) if is_dataclass(summary) else dict(vars(summary))
         self.log.info("Mechanism X done: %s", result)
         if result.get("stopped") and not result.get("finished"):
