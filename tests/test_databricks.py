@@ -86,6 +86,7 @@ def test_databricks_payload_has_secret_references_only(monkeypatch):
     assert params[:6] == ["--landing", "s3://bank/landing", "--output", "s3://bank/output", "--schema", "txnwatch"]
     assert "--until-end" in params and "child_min_txns=80" in params
     assert {"pypi": {"package": "psycopg[binary]==3.3.9"}} in task["libraries"]
+    assert {"pypi": {"package": "tenacity==9.2.1"}} in task["libraries"]
     assert payload["timeout_seconds"] > 0 and task["timeout_seconds"] > 0 and payload["idempotency_token"] == "t" * 64
     env = task["new_cluster"]["spark_env_vars"]
     assert env["TXNWATCH_DB_URL"] == "{{secrets/txnwatch/db_url}}"

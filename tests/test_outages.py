@@ -6,11 +6,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 
 import boto3
 import psycopg
 import pytest
-from conftest import free_port
+from conftest import free_port, wait_for
 from fault_proxy import FaultProxy
 from reference_rules import detect_store
 from y_data import LOW, assert_matches_reference, build_rows, check_exactly_once, land
@@ -22,6 +23,7 @@ from txnwatch.retry import RetryPolicy, Unreachable, is_transient, s3_config, se
 from txnwatch.storage import open_store
 
 CUT_S = 2.0
+S3_CUT_S = 5.0  # longer than botocore's own retries of one call (3 attempts, backoff <= 1 s + 2 s)
 
 
 # --- what counts as an outage ------------------------------------------------------------------
@@ -125,13 +127,13 @@ def cut_once():
     """cut_once(point, proxy, visit): the proxy cuts for CUT_S seconds the `visit`-th time Y reaches `point`."""
     armed: list[str] = []
 
-    def arm(point: str, proxy: FaultProxy, visit: int = 3) -> None:
+    def arm(point: str, proxy: FaultProxy, visit: int = 3, seconds: float = CUT_S) -> None:
         seen = []
 
         def action() -> None:
             seen.append(1)
             if len(seen) == visit:
-                proxy.cut(CUT_S)
+                proxy.cut(seconds)
 
         faults.on(point, action)
         armed.append(point)
@@ -170,7 +172,7 @@ def test_y_rides_out_an_s3_cut_at(point, visit, s3_bucket, spark, pg_server_url,
     chunks = land(landing, rows, imp, 500)
     ref = detect_store(landing, REFERENCE_KEY, LOW)
     out = open_store(f"s3://{s3_bucket}/out", client=client)
-    cut_once(point, s3_proxy, visit)
+    cut_once(point, s3_proxy, visit, S3_CUT_S)
     with caplog.at_level(logging.WARNING, logger="txnwatch.retry"):
         summary = run_detect(landing.url, out.url, pg_server_url, schema, until_end=True, thresholds=LOW,
                              spark=spark, max_batch_chunks=2, retry_seconds=60, s3_client=client)
@@ -211,3 +213,110 @@ def test_a_stop_request_during_an_outage_ends_the_wait(pg_proxy):
     with pytest.raises(Unreachable):
         RetryPolicy(60, stop).run(lambda: connect(pg_proxy.url))
     assert time.monotonic() - started < 5
+
+
+# --- X and Y live, 20 s cuts ----------------------------------------------------------------------
+
+LIVE_CUT_S = 20.0
+
+
+def _checkpoint(db_url: str, schema: str) -> tuple | None:
+    """(ready_at, last_chunk) of Y, read around the proxy; None before Y made its tables."""
+    try:
+        with psycopg.connect(db_url) as conn:
+            return conn.execute(f"SELECT ready_at, last_chunk FROM {schema}.y_checkpoint WHERE id = 1").fetchone()
+    except psycopg.errors.UndefinedTable:
+        return None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("service", ["PostgreSQL", "S3"])
+def test_x_and_y_live_ride_out_a_20_s_cut(service, tmp_path, pg_server_url, pg_proxy, s3_bucket, s3_proxy, schema):
+    """Y started first, X at its cadence; a 20 s cut mid-stream leaves both running, and the output is
+    what an uninterrupted run writes."""
+    import os
+    import subprocess
+    import sys
+
+    from test_detect_kill import LOW_ARGS, ROOT
+    from y_data import csv_bytes
+
+    from txnwatch.landing import CANONICAL_COLUMNS, IMPORTANCE_COLUMNS
+
+    rows, imp = build_rows(10_000, seed=12)
+    (tmp_path / "tx.csv").write_bytes(csv_bytes(CANONICAL_COLUMNS, rows))
+    (tmp_path / "imp.csv").write_bytes(csv_bytes(IMPORTANCE_COLUMNS, imp))
+    landing, output = f"s3://{s3_bucket}/landing", f"s3://{s3_bucket}/out"
+    env = dict(os.environ, AWS_ENDPOINT_URL=s3_proxy.url, TXNWATCH_SPARK_WARMUP="0")
+    common = ["--db", pg_proxy.url, "--schema", schema, "--retry-seconds", "90"]
+    y = subprocess.Popen([sys.executable, "-m", "txnwatch", "detect", "--landing", landing, "--output", output,
+                          "--until-end", "--poll-interval", "0.05", *LOW_ARGS, *common],
+                         cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    x = None
+    try:
+        wait_for(lambda: (_checkpoint(pg_server_url, schema) or (None,))[0] is not None, timeout=120,
+                 what="Y ready")
+        x = subprocess.Popen([sys.executable, "-m", "txnwatch", "ingest", "--source", str(tmp_path / "tx.csv"),
+                              "--importance", str(tmp_path / "imp.csv"), "--landing", landing,
+                              "--rows-per-chunk", "400", "--interval", "0.5", *common],
+                             cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: _checkpoint(pg_server_url, schema)[1] >= 3, timeout=60, what="Y at chunk 3")
+        proxy = pg_proxy if service == "PostgreSQL" else s3_proxy
+        proxy.cut(LIVE_CUT_S)
+        wait_for(lambda: proxy.is_up, timeout=LIVE_CUT_S + 10, interval=0.2, what="the cut to end")
+        assert x.poll() is None and y.poll() is None, "a process ended during the cut"
+        x_err, y_err = x.communicate(timeout=120)[1], y.communicate(timeout=120)[1]
+    finally:
+        for p in (x, y):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+    assert x.returncode == 0, x_err[-2000:]
+    assert y.returncode == 0, y_err[-2000:]
+    for err in (x_err, y_err):
+        assert f"{service} unreachable" in err and "reachable again" in err and "Traceback" not in err
+    store = open_store(landing, client=boto3.client("s3"))
+    ref = detect_store(store, REFERENCE_KEY, LOW)
+    assert len(ref) > 50
+    assert_matches_reference(open_store(output, client=boto3.client("s3")), ref)
+    check_exactly_once(pg_server_url, schema, len(ref), chunks=25)
+    with psycopg.connect(pg_server_url) as conn:
+        assert conn.execute(f"SELECT count(*), count(DISTINCT chunk), sum(rows + rejected) FROM {schema}.x_chunks"
+                            ).fetchone() == (25, 25, 10_000)
+
+
+def test_x_gives_up_after_the_bound_with_one_line_and_a_rerun_resumes_exactly(tmp_path, pg_server_url, pg_proxy,
+                                                                                schema, db):
+    import os
+    import subprocess
+    import sys
+
+    from test_detect_kill import ROOT
+    from x_data import ledger, snapshot, write_banksim, write_importance
+
+    src, imp = write_banksim(tmp_path / "tx.csv", 60), write_importance(tmp_path / "imp.csv")
+    env = {**os.environ, "TXNWATCH_LOCAL_DIR": str(tmp_path / "local")}
+
+    def ingest(landing: Path, db: str, *extra: str) -> list[str]:
+        return [sys.executable, "-m", "txnwatch", "ingest", "--source", str(src), "--importance", str(imp),
+                "--landing", str(landing), "--db", db, "--schema", schema, "--rows-per-chunk", "5", *extra]
+
+    # The password travels in a key=value DSN: it must not show in the error either.
+    dsn = f"host=127.0.0.1 port={pg_proxy.port} user=postgres password=x-pw-9 dbname=postgres"
+    x = subprocess.Popen(ingest(tmp_path / "land", dsn, "--interval", "0.2", "--retry-seconds", "2"),
+                         cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: len(ledger(db, schema, str(tmp_path / "land"))) >= 3, timeout=60, what="chunk 3")
+    pg_proxy.down()
+    err = x.communicate(timeout=60)[1]
+    assert x.returncode == 2
+    last = err.splitlines()[-1]
+    assert last.startswith("txnwatch ingest: error: PostgreSQL unreachable for ") and "(bound 2 s)" in last
+    assert "Traceback" not in err and "x-pw-9" not in err
+    pg_proxy.up()
+    assert subprocess.run(ingest(tmp_path / "land", dsn, "--interval", "0"), cwd=ROOT, env=env,
+                          capture_output=True, timeout=60).returncode == 0
+    # The same chunks, byte for byte, as an ingest that never saw an outage.
+    assert subprocess.run(ingest(tmp_path / "clean", pg_server_url, "--interval", "0"), cwd=ROOT, env=env,
+                          capture_output=True, timeout=60).returncode == 0
+    assert snapshot(tmp_path / "land") == snapshot(tmp_path / "clean")
+    assert [k for k, *_ in ledger(db, schema, str(tmp_path / "land"))] == list(range(1, 13))

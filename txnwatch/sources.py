@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 from urllib.parse import parse_qs, urlparse, urlunparse
 
 from txnwatch.errors import TxnwatchError, first_line
+from txnwatch.retry import is_transient
 
 GDRIVE_BASE_ENV = "TXNWATCH_GDRIVE_BASE_URL"
 DEFAULT_GDRIVE_BASE = "https://drive.google.com"
@@ -176,7 +177,9 @@ def _download_s3(url: str, out: BinaryIO, client: Any | None) -> None:
     if client is None:
         import boto3
 
-        client = boto3.client("s3")  # AWS_ENDPOINT_URL and the usual credential chain
+        from txnwatch.retry import s3_config
+
+        client = boto3.client("s3", config=s3_config())  # AWS_ENDPOINT_URL and the usual credential chain
     try:
         body = client.get_object(Bucket=bucket, Key=key)["Body"]
         for block in iter(lambda: body.read(_BLOCK), b""):
@@ -187,8 +190,12 @@ def _download_s3(url: str, out: BinaryIO, client: Any | None) -> None:
             raise TxnwatchError(f"bucket {bucket!r} does not exist") from None
         if code in ("NoSuchKey", "404", "NotFound"):
             raise TxnwatchError(f"source {url} does not exist") from None
+        if is_transient(e):
+            raise  # an outage: the caller's retry policy decides
         raise TxnwatchError(f"cannot read source {url}: {code or e}") from None
     except BotoCoreError as e:
+        if is_transient(e):
+            raise
         raise TxnwatchError(f"cannot read source {url}: {e}") from None
 
 

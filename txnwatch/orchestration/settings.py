@@ -69,7 +69,7 @@ class DatabricksConfig:
     entry_script: str | None = None
     wheel: str | None = None
     # What the wheel needs beyond the Databricks runtime (which has pyspark, pyarrow, pandas, boto3).
-    pypi_packages: str = "psycopg[binary]==3.3.9"
+    pypi_packages: str = "psycopg[binary]==3.3.9,tenacity==9.2.1"
     existing_cluster_id: str | None = None
     # Databricks Runtime 17.3 LTS: Apache Spark 4.0.0, Scala 2.13 (the job needs Spark >= 4.0).
     spark_version: str = "17.3.x-scala2.13"
