@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import threading
 import time
-from types import SimpleNamespace
 
 from txnwatch.orchestration.checks import local_path, source_available, split_s3
 from txnwatch.orchestration.connections import aws_env, postgres_url
@@ -14,20 +14,22 @@ from txnwatch.orchestration.local_spark import SparkSubmitProcess, spark_submit_
 from txnwatch.orchestration.summary import format_summary
 
 
-def test_postgres_url_from_connection():
-    conn = SimpleNamespace(host="db", port=5433, login="u@x", password="p:w/d", schema="state",
-                           extra_dejson={"sslmode": "require", "other": "x"})
-    assert postgres_url(conn) == "postgresql://u%40x:p%3Aw%2Fd@db:5433/state?sslmode=require"
-    assert postgres_url(SimpleNamespace(host=None, port=None, login=None, password=None, schema=None,
-                                        extra_dejson={})) == "postgresql://127.0.0.1/postgres"
+def test_postgres_url_from_an_airflow_connection_through_the_hook(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_TW_PG", json.dumps({
+        "conn_type": "postgres", "host": "db", "port": 5433, "login": "u@x", "password": "p:w/d", "schema": "state",
+        "extra": {"sslmode": "require", "other": "x"}}))
+    monkeypatch.setenv("AIRFLOW_CONN_TW_PG_BARE", json.dumps({"conn_type": "postgres"}))
+    assert postgres_url("tw_pg") == "postgresql://u%40x:p%3Aw%2Fd@db:5433/state?sslmode=require"
+    assert postgres_url("tw_pg_bare") == "postgresql://127.0.0.1/postgres"
 
 
-def test_aws_env_from_connection():
-    conn = SimpleNamespace(login="AK", password="SK", extra_dejson={"endpoint_url": "http://m:9000",
-                                                                    "region_name": "eu-west-1"})
-    assert aws_env(conn) == {"AWS_ACCESS_KEY_ID": "AK", "AWS_SECRET_ACCESS_KEY": "SK",
-                             "AWS_ENDPOINT_URL": "http://m:9000", "AWS_DEFAULT_REGION": "eu-west-1"}
-    assert aws_env(None) == {}
+def test_aws_env_from_an_airflow_connection_through_the_hook(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_TW_AWS", json.dumps({
+        "conn_type": "aws", "login": "AK", "password": "SK",
+        "extra": {"endpoint_url": "http://m:9000", "region_name": "eu-west-1", "aws_session_token": "TOK"}}))
+    assert aws_env("tw_aws") == {"AWS_ACCESS_KEY_ID": "AK", "AWS_SECRET_ACCESS_KEY": "SK",
+                                 "AWS_SESSION_TOKEN": "TOK", "AWS_ENDPOINT_URL": "http://m:9000",
+                                 "AWS_DEFAULT_REGION": "eu-west-1"}
 
 
 def test_spark_submit_command_keeps_the_db_url_out_of_argv(monkeypatch):

@@ -1,54 +1,52 @@
 """Airflow connections -> what txnwatch needs (a PostgreSQL URL, S3 credentials for a subprocess).
 
-Functions take connection-like objects (host, port, login, password, schema, extra_dejson) so they are
-testable without Airflow; the operators pass real `airflow.sdk.Connection` objects.
+Read through the providers' hooks, so what the hooks honour (RDS IAM tokens for Postgres; role ARNs,
+profiles and session tokens for AWS) applies here too. Imported at run time only (never at DAG parse).
 """
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote, urlencode
+
+# libpq options a Postgres connection's extra may carry (the hook's SQLAlchemy URL takes only
+# `sqlalchemy_query`): passed on as URL parameters.
+_LIBPQ_EXTRAS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "application_name", "options")
 
 
-def postgres_url(conn: Any) -> str:
-    """A libpq URL for a Postgres connection (Airflow's `schema` field is the database name)."""
-    auth = ""
-    if conn.login:
-        auth = quote(conn.login, safe="")
-        if conn.password:
-            auth += ":" + quote(conn.password, safe="")
-        auth += "@"
-    host = conn.host or "127.0.0.1"
-    port = f":{conn.port}" if conn.port else ""
-    database = conn.schema or "postgres"
-    extra = {k: v for k, v in (getattr(conn, "extra_dejson", None) or {}).items()
-             if k in ("sslmode", "sslrootcert", "sslcert", "sslkey", "application_name", "options")}
-    query = f"?{urlencode(extra)}" if extra else ""
-    return f"postgresql://{auth}{host}{port}/{quote(database, safe='')}{query}"
+def postgres_url(postgres_conn_id: str) -> str:
+    """A libpq URL for an Airflow Postgres connection, from PostgresHook.sqlalchemy_url (Airflow's
+    `schema` field is the database name; none means `postgres`)."""
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    hook = PostgresHook(postgres_conn_id=postgres_conn_id)
+    url = hook.sqlalchemy_url
+    extra = hook.connection.extra_dejson
+    # The hook names a SQLAlchemy driver (postgresql+psycopg); libpq and psycopg.connect want postgresql.
+    url = url.set(drivername="postgresql", host=url.host or "127.0.0.1", database=url.database or "postgres")
+    url = url.update_query_dict({k: str(extra[k]) for k in _LIBPQ_EXTRAS if k in extra})
+    return url.render_as_string(hide_password=False)
 
 
-def aws_env(conn: Any | None) -> dict[str, str]:
-    """Environment variables that give a subprocess (spark-submit) the S3 access of an AWS connection.
+def aws_env(aws_conn_id: str) -> dict[str, str]:
+    """Environment variables that give a subprocess (spark-submit) the S3 access of an AWS connection,
+    as S3Hook resolves it (keys, a session token from an assumed role, a profile, or the default chain).
 
     Passed through the environment, never argv, so credentials stay out of process lists and logs.
     """
-    if conn is None:
-        return {}
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    hook = S3Hook(aws_conn_id=aws_conn_id)
+    creds = hook.get_credentials()
     env: dict[str, str] = {}
-    extra = getattr(conn, "extra_dejson", None) or {}
-    key_id = conn.login or extra.get("aws_access_key_id")
-    secret = conn.password or extra.get("aws_secret_access_key")
-    if key_id and secret:
-        env["AWS_ACCESS_KEY_ID"] = key_id
-        env["AWS_SECRET_ACCESS_KEY"] = secret
-    if extra.get("aws_session_token"):
-        env["AWS_SESSION_TOKEN"] = extra["aws_session_token"]
-    endpoint = extra.get("endpoint_url") or (extra.get("service_config", {}).get("s3", {}) or {}).get(
-        "endpoint_url")
+    if creds.access_key and creds.secret_key:
+        env.update(AWS_ACCESS_KEY_ID=creds.access_key, AWS_SECRET_ACCESS_KEY=creds.secret_key)
+    if creds.token:
+        env["AWS_SESSION_TOKEN"] = creds.token
+    endpoint = hook.conn_config.get_service_endpoint_url("s3")
     if endpoint:
         env["AWS_ENDPOINT_URL"] = endpoint
-    if extra.get("region_name"):
-        env["AWS_DEFAULT_REGION"] = extra["region_name"]
+    if hook.conn_region_name:
+        env["AWS_DEFAULT_REGION"] = hook.conn_region_name
     return env
 
 

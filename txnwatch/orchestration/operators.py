@@ -133,9 +133,7 @@ class LocalSparkSubmitOperator(BaseOperator):
         thresholds = _require("thresholds", self.thresholds, (dict, type(None))) or {}
         extra_env: dict[str, str] = {}
         if uses_s3(self.landing, self.output_location):
-            from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-            extra_env = aws_env(S3Hook.get_connection(self.aws_conn_id))
+            extra_env = aws_env(self.aws_conn_id)
         cmd = spark_submit_command(self.landing, self.output_location, self.schema, until_end, thresholds)
         env = spark_submit_env(db_url_for(self.postgres_conn_id), extra_env)
         self.log.info("spark-submit: %s", " ".join(cmd))

@@ -20,9 +20,7 @@ def s3_client_for(aws_conn_id: str) -> Any:
 
 
 def db_url_for(postgres_conn_id: str) -> str:
-    from airflow.providers.postgres.hooks.postgres import PostgresHook
-
-    return postgres_url(PostgresHook.get_connection(postgres_conn_id))
+    return postgres_url(postgres_conn_id)
 
 
 def publish_importance_file(importance: str, landing: str, aws_conn_id: str) -> str:
