@@ -182,6 +182,24 @@ def test_y_rides_out_an_s3_cut_at(point, visit, s3_bucket, spark, pg_server_url,
     check_exactly_once(pg_server_url, schema, len(ref), chunks)
 
 
+@pytest.mark.parametrize("service", ["PostgreSQL", "S3"])
+def test_y_started_during_an_outage_waits_for_it(service, s3_bucket, spark, pg_server_url, pg_proxy, s3_proxy,
+                                                 schema, stream, caplog):
+    rows, imp = stream
+    client = boto3.client("s3", endpoint_url=s3_proxy.url, config=s3_config())
+    landing = open_store(f"s3://{s3_bucket}/landing", client=client)
+    land(landing, rows[:2_000], imp, 500)
+    ref = detect_store(landing, REFERENCE_KEY, LOW)
+    proxy = pg_proxy if service == "PostgreSQL" else s3_proxy
+    proxy.cut(S3_CUT_S)
+    with caplog.at_level(logging.WARNING, logger="txnwatch.retry"):
+        summary = run_detect(landing.url, f"s3://{s3_bucket}/out", pg_proxy.url, schema, until_end=True,
+                             thresholds=LOW, spark=spark, retry_seconds=60, s3_client=client)
+    assert summary.finished and summary.chunks == 4
+    assert any(f"{service} unreachable" in r.getMessage() for r in caplog.records)
+    assert_matches_reference(open_store(f"s3://{s3_bucket}/out", client=client), ref)
+
+
 def test_y_gives_up_after_the_bound_and_a_restart_resumes_exactly(tmp_path, spark, pg_server_url, pg_proxy,
                                                                  schema, stream, cut_once):
     rows, imp = stream

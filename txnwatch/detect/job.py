@@ -250,6 +250,7 @@ class _Loop:
         self.link = Link(db_url, setup=self._lock, autocommit=True)
         self._locked_once = False
         self.summary = DetectSummary()
+        self.started = False  # start() completed: the stores are open and the checkpoint exists
         self.batcher: _Batcher | None = None
         self.last, self.finished, self.end_chunks = 0, False, None
         self.beat = time.monotonic()
@@ -268,6 +269,7 @@ class _Loop:
         self.summary.last_chunk, self.summary.finished = self.last, self.finished
         self.y_start = datetime.now(UTC)
         state.mark_started(conn, self.schema, self.y_start)
+        self.started = True
 
     def ready(self, spark) -> None:
         conn = self.link.conn
@@ -283,6 +285,8 @@ class _Loop:
         reloaded from Postgres (memory may be ahead of it, or behind a commit whose answer was lost)."""
         self.link.drop()
         conn = self.link.conn
+        if not self.started:  # the outage hit start-up: start() runs again whole
+            return
         self.last, self.finished = state.ensure_checkpoint(conn, self.schema, self.landing.url, self.output.url)
         if self.batcher is not None:
             self.batcher.reset()
