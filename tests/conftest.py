@@ -136,6 +136,28 @@ def sample_csv() -> Path:
 @pytest.fixture(scope="session")
 def browser_type_launch_args():
     """pytest-playwright launches Debian's chromium: browser downloads cannot work here."""
-    return {"executable_path": shutil.which("chromium") or "/usr/bin/chromium", "headless": True,
+    executable = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(executable).exists():
+        pytest.fail("Debian's chromium is missing: `apt-get install -y chromium` (.ci/run installs it)")
+    return {"executable_path": executable, "headless": True,
             "args": ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                      "--disable-component-update", "--no-first-run"]}
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args):
+    """Pages of the browser tests: a desktop-sized window, and the clipboard a user pastes JSON from."""
+    return {**browser_context_args, "viewport": {"width": 1400, "height": 1100},
+            "permissions": ["clipboard-read", "clipboard-write"]}
+
+
+@pytest.fixture
+def ui_page(page):
+    """pytest-playwright's page (a fresh browser context per test) with bounds for a busy machine; screenshots
+    go to browser_support.SHOTS."""
+    from browser_support import SHOTS, UI_TIMEOUT_MS
+
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    page.set_default_navigation_timeout(UI_TIMEOUT_MS)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    return page
