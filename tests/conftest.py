@@ -20,11 +20,14 @@ SAMPLE_CSV = SHARED_DATA / "banksim_transactions_first10000.csv"
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
-# .venv-dbr (`make test-dbr`) stands for a Databricks cluster's Python: no Airflow, no databricks-sdk. The
-# Airflow and Databricks-orchestration tests need them, so they are not collected there.
+# .venv-dbr (`make test-dbr`) stands for a Databricks cluster's Python: no Airflow, no databricks-sdk, no
+# Playwright. The Airflow, Databricks-orchestration and browser tests need them, so they are not collected there.
+collect_ignore: list[str] = []
 if importlib.util.find_spec("airflow") is None:
-    collect_ignore = ["test_airflow_dags.py", "test_airflow_e2e.py", "test_airflow_local.py", "test_compose.py",
-                      "test_dag_integrity.py", "test_databricks.py"]
+    collect_ignore += ["test_airflow_dags.py", "test_airflow_e2e.py", "test_airflow_local.py", "test_compose.py",
+                       "test_dag_integrity.py", "test_databricks.py"]
+if importlib.util.find_spec("playwright") is None:
+    collect_ignore += ["test_browser_ui.py", "test_live_view_browser.py"]
 
 
 def free_port() -> int:
