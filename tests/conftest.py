@@ -159,8 +159,10 @@ def ui_page(page):
     """pytest-playwright's page (a fresh browser context per test) with bounds for a busy machine; screenshots
     go to browser_support.SHOTS."""
     from browser_support import SHOTS, UI_TIMEOUT_MS
+    from playwright.sync_api import expect
 
     page.set_default_timeout(UI_TIMEOUT_MS)
     page.set_default_navigation_timeout(UI_TIMEOUT_MS)
+    expect.set_options(timeout=UI_TIMEOUT_MS)  # Playwright's awaiting assertions have their own 5 s default
     SHOTS.mkdir(parents=True, exist_ok=True)
     return page
