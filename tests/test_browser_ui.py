@@ -170,7 +170,9 @@ def test_browser_form_refuses_a_misspelled_threshold(ui, ui_page, schema):
     fill(form, {"Postgres schema": schema})
     paste_json(page, form, THRESHOLDS, {"child_min_txn": 5})
     form.get_by_test_id("trigger-dag-submit").click()
-    expect(form.get_by_text("'child_min_txn' was unexpected", exact=False).first).to_be_visible()
+    refusal = form.get_by_text("'child_min_txn' was unexpected", exact=False).first
+    expect(refusal).to_be_visible()
+    refusal.scroll_into_view_if_needed()  # the message is at the top of the long form
     shot(page, "10_y_form_refuses_a_typo")
     assert "Additional properties are not allowed" in form.inner_text()
     assert "/runs/" not in page.url
