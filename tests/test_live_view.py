@@ -260,7 +260,7 @@ def test_a_runs_tab_opens_the_view_of_the_schema_in_its_conf(api_server, schema)
     try:
         status, _, headers = api_server.get(f"txnwatch/run/{Y_DAG_ID}/{quote(run_id, safe='')}", token=api.token())
     finally:  # no scheduler runs here, but later tests' schedulers would pick the queued run up
-        api._request("DELETE", f"/api/v2/dags/{Y_DAG_ID}/dagRuns/{quote(run_id, safe='')}")
+        api.delete_dag_run(Y_DAG_ID, run_id)
     assert status == 303
     assert headers["location"].startswith(f"../../view?schema={schema}&dag_id={Y_DAG_ID}&run_id=")
 
