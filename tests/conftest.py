@@ -25,7 +25,7 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 collect_ignore: list[str] = []
 if importlib.util.find_spec("airflow") is None:
     collect_ignore += ["test_airflow_dags.py", "test_airflow_e2e.py", "test_airflow_local.py", "test_compose.py",
-                       "test_dag_integrity.py", "test_databricks.py"]
+                       "test_dag_integrity.py", "test_databricks.py", "test_rest_api_client.py"]
 if importlib.util.find_spec("playwright") is None:
     collect_ignore += ["test_browser_ui.py", "test_live_view_browser.py"]
 

@@ -1,6 +1,9 @@
 """The REST API v2 client of the demo, `make airflow-up` and the tests (`txnwatch.orchestration.airflow_api`,
 over the official `apache-airflow-client`), against a real Airflow API server: its refusals arrive as one-line
-errors, never as the client's exceptions."""
+errors, never as the client's exceptions.
+
+It shares the session's API server of `test_live_view.py` (the file name sorts after it, so that server is
+not started earlier in the suite and left idle through the other Airflow tests)."""
 
 from __future__ import annotations
 
