@@ -80,13 +80,16 @@ airflow-migrate: $(STAMP)
 airflow-up: $(STAMP)
 	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python -m txnwatch.orchestration.stack
 
-# The Airflow tests only (DagBag, Databricks stand-in, dags test, end-to-end through the REST API).
+# The Airflow tests only (DagBag, Databricks stand-in, dags test, end-to-end through the REST API, the UI and
+# the live view in a real browser).
 test-airflow: $(STAMP)
 	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python -m pytest tests/test_dag_integrity.py tests/test_compose.py \
 		tests/test_databricks.py tests/test_airflow_dags.py tests/test_airflow_e2e.py tests/test_airflow_local.py \
-		tests/test_airflow_signals.py tests/test_browser_ui.py
+		tests/test_airflow_signals.py tests/test_browser_ui.py tests/test_live_view.py tests/test_live_view_browser.py \
+		tests/test_rest_api_client.py
 
-# The real-browser UI tests (Debian's chromium: `apt-get install -y chromium`); screenshots in .local/ui/.
+# The real-browser tests: the Airflow UI and the live view (Debian's chromium: `apt-get install -y chromium`);
+# screenshots in .local/ui/.
 test-browser: $(STAMP)
 	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python -m pytest -k browser
 

@@ -20,11 +20,14 @@ SAMPLE_CSV = SHARED_DATA / "banksim_transactions_first10000.csv"
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
-# .venv-dbr (`make test-dbr`) stands for a Databricks cluster's Python: no Airflow, no databricks-sdk. The
-# Airflow and Databricks-orchestration tests need them, so they are not collected there.
+# .venv-dbr (`make test-dbr`) stands for a Databricks cluster's Python: no Airflow, no databricks-sdk, no
+# Playwright. The Airflow, Databricks-orchestration and browser tests need them, so they are not collected there.
+collect_ignore: list[str] = []
 if importlib.util.find_spec("airflow") is None:
-    collect_ignore = ["test_airflow_dags.py", "test_airflow_e2e.py", "test_airflow_local.py", "test_compose.py",
-                      "test_dag_integrity.py", "test_databricks.py"]
+    collect_ignore += ["test_airflow_dags.py", "test_airflow_e2e.py", "test_airflow_local.py", "test_compose.py",
+                       "test_dag_integrity.py", "test_databricks.py", "test_rest_api_client.py"]
+if importlib.util.find_spec("playwright") is None:
+    collect_ignore += ["test_browser_ui.py", "test_live_view_browser.py"]
 
 
 def free_port() -> int:
@@ -163,7 +166,10 @@ def sample_csv() -> Path:
 @pytest.fixture(scope="session")
 def browser_type_launch_args():
     """pytest-playwright launches Debian's chromium: browser downloads cannot work here."""
-    return {"executable_path": shutil.which("chromium") or "/usr/bin/chromium", "headless": True,
+    executable = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(executable).exists():
+        pytest.fail("Debian's chromium is missing: `apt-get install -y chromium` (.ci/run installs it)")
+    return {"executable_path": executable, "headless": True,
             "args": ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                      "--disable-component-update", "--no-first-run"]}
 
@@ -194,3 +200,24 @@ def s3_proxy(s3_endpoint):
     proxy.url = f"http://127.0.0.1:{proxy.port}"
     yield proxy
     proxy.close()
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args):
+    """Pages of the browser tests: a desktop-sized window, and the clipboard a user pastes JSON from."""
+    return {**browser_context_args, "viewport": {"width": 1400, "height": 1100},
+            "permissions": ["clipboard-read", "clipboard-write"]}
+
+
+@pytest.fixture
+def ui_page(page):
+    """pytest-playwright's page (a fresh browser context per test) with bounds for a busy machine; screenshots
+    go to browser_support.SHOTS."""
+    from browser_support import SHOTS, UI_TIMEOUT_MS
+    from playwright.sync_api import expect
+
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    page.set_default_navigation_timeout(UI_TIMEOUT_MS)
+    expect.set_options(timeout=UI_TIMEOUT_MS)  # Playwright's awaiting assertions have their own 5 s default
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    return page

@@ -1,4 +1,10 @@
-"""A small client of Airflow's public REST API v2, authenticated like the UI (simple auth manager JWT)."""
+"""Airflow's public REST API v2 through the official client (`apache-airflow-client`, released with Airflow
+and pinned to the same version), authenticated like the UI: a JWT from the auth manager's `POST /auth/token`,
+sent as a bearer token. That login endpoint belongs to the auth manager, not to the public API's spec, so the
+client has no call for it: it is the one request made here by hand.
+
+Results are returned as the API's JSON (plain dicts, times as ISO strings), as the callers expect.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,23 @@ import json
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
+import urllib3
+from airflow_client.client import ApiClient, Configuration
+from airflow_client.client.api import DAGApi, DagRunApi, MonitorApi, TaskInstanceApi
+from airflow_client.client.exceptions import ApiException, NotFoundException, UnauthorizedException
+from airflow_client.client.models import DAGPatchBody, TriggerDAGRunPostBody
+
 from txnwatch.errors import TxnwatchError
+
+# Failures of the connection itself (refused, reset, timed out), as opposed to an answer from the server.
+CONNECTION_ERRORS = (urllib3.exceptions.HTTPError, urllib.error.URLError, ConnectionError, TimeoutError)
+
+
+class AirflowNotFound(TxnwatchError):
+    """The API answered 404: no such DAG, run or task."""
 
 
 class AirflowAPI:
@@ -18,78 +38,93 @@ class AirflowAPI:
         self._password = password
         self.timeout = timeout
         self._token: str | None = None
-
-    def _request(self, method: str, path: str, body: Any = None, auth: bool = True, attempts: int = 4) -> Any:
-        """One API call; reads (GET) are retried on timeouts and refused connections, as an API server
-        on a busy machine can be slow to answer for a while. Writes are not: they may have happened."""
-        for attempt in range(1, attempts + 1):
-            try:
-                return self._request_once(method, path, body, auth)
-            except (TimeoutError, urllib.error.URLError, ConnectionError) as e:
-                if method != "GET" or attempt == attempts:
-                    raise TxnwatchError(f"Airflow API {method} {path}: {getattr(e, 'reason', e)}") from None
-                time.sleep(2.0 * attempt)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _request_once(self, method: str, path: str, body: Any = None, auth: bool = True) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.base_url + path, data=data, method=method)
-        req.add_header("Content-Type", "application/json")
-        req.add_header("Accept", "application/json")
-        if auth:
-            req.add_header("Authorization", f"Bearer {self.token()}")
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                text = resp.read().decode()
-                return json.loads(text) if text else None
-        except urllib.error.HTTPError as e:
-            detail = e.read().decode(errors="replace")[:500]
-            if e.code == 401 and auth and self._token is not None:
-                self._token = None  # expired: log in again once
-                return self._request_once(method, path, body, auth)
-            raise TxnwatchError(f"Airflow API {method} {path}: HTTP {e.code}: {detail}") from None
+        # No retries inside urllib3: `_call` retries reads itself, and never writes (they may have happened).
+        self._config = Configuration(host=self.base_url, retries=False)
+        self._client = ApiClient(self._config)
 
     def token(self) -> str:
         """POST /auth/token with the user's credentials, as the UI's login form does."""
         if self._token is None:
-            reply = self._request("POST", "/auth/token",
-                                  {"username": self.username, "password": self._password}, auth=False)
-            self._token = reply["access_token"]
+            req = urllib.request.Request(f"{self.base_url}/auth/token", method="POST",
+                                         data=json.dumps({"username": self.username,
+                                                          "password": self._password}).encode(),
+                                         headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                    self._token = json.loads(resp.read())["access_token"]
+            except urllib.error.HTTPError as e:
+                detail = e.read().decode(errors="replace")[:500]
+                raise TxnwatchError(f"Airflow API POST /auth/token: HTTP {e.code}: {detail}") from None
+            except CONNECTION_ERRORS as e:
+                raise TxnwatchError(f"Airflow API POST /auth/token: {getattr(e, 'reason', e)}") from None
         return self._token
+
+    def _call(self, what: str, call: Callable[..., Any], *args: Any, write: bool = False, attempts: int = 4,
+              auth: bool = True, **kwargs: Any) -> Any:
+        """One API call through the client, as JSON. Reads are retried on connection failures, as an API
+        server on a busy machine can be slow to answer for a while; writes are not: they may have happened.
+        An expired token (401) logs in again, once."""
+        relogged = False
+        attempt = 0
+        while True:
+            attempt += 1
+            self._config.access_token = self.token() if auth else None
+            try:
+                result = call(*args, _request_timeout=self.timeout, **kwargs)
+            except UnauthorizedException:
+                if relogged or not auth:
+                    raise TxnwatchError(f"Airflow API {what}: HTTP 401: not authenticated") from None
+                self._token, relogged = None, True
+                continue
+            except NotFoundException as e:
+                raise AirflowNotFound(f"Airflow API {what}: HTTP 404: {(e.body or '')[:500]}") from None
+            except ApiException as e:
+                raise TxnwatchError(f"Airflow API {what}: HTTP {e.status}: {(e.body or '')[:500]}") from None
+            except CONNECTION_ERRORS as e:
+                if write or attempt >= attempts:
+                    raise TxnwatchError(f"Airflow API {what}: {getattr(e, 'reason', e)}") from None
+                time.sleep(2.0 * attempt)
+                continue
+            return None if result is None else json.loads(result.to_json())
 
     def healthy(self) -> dict | None:
         try:
-            return self._request("GET", "/api/v2/monitor/health", auth=False, attempts=1)
-        except (TxnwatchError, OSError):
+            return self._call("health", MonitorApi(self._client).get_health, auth=False, attempts=1)
+        except TxnwatchError:
             return None
 
     def get_dag(self, dag_id: str) -> dict | None:
         try:
-            return self._request("GET", f"/api/v2/dags/{dag_id}")
-        except TxnwatchError as e:
-            if "HTTP 404" in str(e):
-                return None
-            raise
+            return self._call(f"get DAG {dag_id}", DAGApi(self._client).get_dag, dag_id)
+        except AirflowNotFound:
+            return None
 
     def unpause(self, dag_id: str) -> None:
-        self._request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+        self._call(f"unpause {dag_id}", DAGApi(self._client).patch_dag, dag_id, DAGPatchBody(is_paused=False),
+                   write=True)
 
     def trigger(self, dag_id: str, conf: dict, run_id: str | None = None) -> dict:
-        body: dict = {"logical_date": None, "conf": conf}
-        if run_id:
-            body["dag_run_id"] = run_id
-        return self._request("POST", f"/api/v2/dags/{dag_id}/dagRuns", body)
+        # No logical date: a manual run of its own, not tied to a data interval (the UI's default too).
+        body = TriggerDAGRunPostBody(logical_date=None, conf=conf, dag_run_id=run_id)
+        return self._call(f"trigger {dag_id}", DagRunApi(self._client).trigger_dag_run, dag_id, body, write=True)
 
     def dag_run(self, dag_id: str, run_id: str) -> dict:
-        return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+        return self._call(f"get run {run_id} of {dag_id}", DagRunApi(self._client).get_dag_run, dag_id, run_id)
 
     def dag_runs(self, dag_id: str) -> list[str]:
         """The run ids of a DAG, oldest first."""
-        reply = self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?order_by=run_after&limit=100")
+        reply = self._call(f"list runs of {dag_id}", DagRunApi(self._client).get_dag_runs, dag_id,
+                           order_by=["run_after"], limit=100)
         return [r["dag_run_id"] for r in reply["dag_runs"]]
 
+    def delete_dag_run(self, dag_id: str, run_id: str) -> None:
+        self._call(f"delete run {run_id} of {dag_id}", DagRunApi(self._client).delete_dag_run, dag_id, run_id,
+                   write=True)
+
     def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
-        return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
+        reply = self._call(f"task instances of {run_id} of {dag_id}",
+                           TaskInstanceApi(self._client).get_task_instances, dag_id, run_id)
+        return reply["task_instances"]
 
     def wait_ready(self, dag_ids: list[str], timeout: float = 600.0, on_wait=None) -> None:
         """Until the scheduler, triggerer and DAG processor report healthy and the DAGs are parsed.

@@ -61,8 +61,20 @@ def list_schemas(conn: psycopg.Connection) -> list[str]:
             names.append(check_schema(name))
         except TxnwatchError:
             continue
-    activity = {n: conn.execute(_query("last_activity", n)).fetchone()[0] for n in names}
-    return sorted(names, key=lambda n: (activity[n] is None, -(activity[n].timestamp() if activity[n] else 0), n))
+    activity = {}
+    for name in names:
+        try:
+            activity[name] = _last_activity(conn, name)
+        except psycopg.Error:
+            # Dropped since it was listed (tests and resets drop schemas all the time on a shared server), or
+            # tables that only share txnwatch's names: left out, rather than failing the whole list.
+            continue
+    return sorted(activity, key=lambda n: (activity[n] is None, -(activity[n].timestamp() if activity[n] else 0), n))
+
+
+def _last_activity(conn: psycopg.Connection, schema: str) -> datetime | None:
+    with conn.transaction():  # a savepoint inside a caller's transaction: a failure here leaves it usable
+        return conn.execute(_query("last_activity", schema)).fetchone()[0]
 
 
 def y_status(y: dict[str, Any] | None) -> str:

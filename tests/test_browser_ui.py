@@ -1,0 +1,179 @@
+"""The Airflow UI as a user meets it, in a real browser (Playwright driving Debian's chromium): log in, open
+each DAG's params form, fill it (a small generated data set), trigger Y, wait on its run's txnwatch live tab
+until Y is ready, trigger X, both runs succeed, read the task logs; the detections equal the reference. A
+misspelled threshold name is refused by the form. Screenshots go to `.local/ui/`.
+
+`pytest -k browser` selects these tests; the two share one set of Airflow services (module fixture `ui`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from urllib.parse import unquote
+
+import pytest
+from airflow_support import SECRET_PASSWORD, airflow_env, detection_keys, read_detections, reference_keys
+from browser_support import UI_TIMEOUT_MS, log_in, shot
+from conftest import wait_for
+from playwright.sync_api import expect
+
+pytest_plugins = ["airflow_fixtures"]
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+X, Y = "mechanism_x_ingest", "mechanism_y_detect"
+THRESHOLDS = "Rule thresholds (optional)"
+# Y's Spark session warming up, or both runs, on a busy two-core machine: bounds, not pauses.
+Y_READY_TIMEOUT_MS = 600_000
+RUNS_TIMEOUT_S = 900
+
+
+@pytest.fixture(scope="module")
+def ui(airflow_local, pg_server_url, tmp_path_factory):
+    """The local Airflow services (API server with the UI, scheduler, DAG processor, triggerer), started
+    once for this module; yields (LocalAirflow, REST client)."""
+    from txnwatch.airflow_local import ADMIN_USER
+    from txnwatch.orchestration.airflow_api import AirflowAPI
+    from txnwatch.orchestration.stack import AirflowStack
+
+    la = dataclasses.replace(airflow_local, env=airflow_env(airflow_local, pg_server_url))
+    stack = AirflowStack(la, tmp_path_factory.mktemp("ui_services"))
+    stack.start()
+    try:
+        api = AirflowAPI(la.api_url, ADMIN_USER, la.admin_password())
+        api.wait_ready([X, Y])
+        yield la, api
+    finally:
+        stack.stop()
+    for log in stack.log_dir.glob("*.log"):
+        assert SECRET_PASSWORD not in log.read_text(errors="replace"), log.name
+
+
+def sign_in(page, la, screenshot: str | None = None) -> None:
+    from txnwatch.airflow_local import ADMIN_USER
+
+    log_in(page, la.api_url, ADMIN_USER, la.admin_password(), screenshot)
+
+
+def open_trigger_form(page, la, dag_id: str):
+    """The DAG's page, its Trigger button, the dialog with the params form."""
+    page.goto(f"{la.api_url}/dags/{dag_id}")
+    page.get_by_role("button", name="Trigger Dag").click()
+    form = page.get_by_role("dialog")
+    expect(form.get_by_role("heading", name=f"Trigger Dag - {dag_id}")).to_be_visible()
+    form.get_by_role("button", name="Run Parameters").wait_for()
+    return form
+
+
+def field(form, title: str):
+    """A param's row of the form, found by the title the user reads (Airflow 3.3's inputs carry no
+    accessible name: their labels point at other ids)."""
+    return form.get_by_role("group").filter(has_text=re.compile(rf"^{re.escape(title)}"))
+
+
+def fill(form, values: dict) -> None:
+    """Type each value into the field with that title (numbers into the number input)."""
+    for title, value in values.items():
+        role = "spinbutton" if isinstance(value, int | float) else "textbox"
+        field(form, title).get_by_role(role).fill(str(value))
+
+
+def paste_json(page, form, title: str, value: dict) -> None:
+    """Paste JSON into an object param's code editor, as a user does (typing would fight the editor's
+    auto-closing brackets), then wait until the editor shows it."""
+    editor = field(form, title).get_by_role("code")
+    editor.click()
+    page.evaluate("text => navigator.clipboard.writeText(text)", json.dumps(value, indent=2))
+    page.keyboard.press("ControlOrMeta+a")
+    page.keyboard.press("ControlOrMeta+v")
+    for key in value:
+        expect(editor).to_contain_text(key)
+
+
+def submit(page, form, name: str) -> str:
+    """Trigger; the UI goes to the new run's page, whose URL carries the run id."""
+    with page.expect_response(lambda r: r.request.method == "POST" and r.url.endswith("/dagRuns")) as reply:
+        form.get_by_test_id("trigger-dag-submit").click()
+    if not reply.value.ok:
+        shot(page, f"{name}_refused")
+        raise AssertionError(f"trigger refused: HTTP {reply.value.status} {reply.value.text()[:500]}")
+    page.wait_for_url("**/runs/**")
+    return unquote(page.url.rstrip("/").rsplit("/runs/", 1)[1].split("/")[0])
+
+
+def wait_until_y_is_ready(page, schema: str) -> None:
+    """On Y's run page, the txnwatch live tab (the plugin's view of the run's schema) until it shows Y
+    `running`: its Spark session is warm, as the demo waits for before starting X."""
+    page.get_by_role("link", name="txnwatch live").click()
+    view = page.frame_locator("iframe[title='txnwatch live']")
+    expect(view.locator("#schema")).to_have_value(schema)
+    expect(view.locator("#y-status")).to_have_text("running", timeout=Y_READY_TIMEOUT_MS)
+
+
+def test_browser_ui_triggers_both_dags_and_shows_their_logs(ui, ui_page, small_dataset, tmp_path, schema):
+    la, api = ui
+    page = ui_page
+    landing, output = tmp_path / "landing", tmp_path / "output"
+    sign_in(page, la, screenshot="01_login")
+    page.goto(f"{la.api_url}/dags")
+    expect(page.get_by_role("link", name=Y).first).to_be_visible()
+    shot(page, "02_dags")
+
+    form = open_trigger_form(page, la, Y)
+    fill(form, {"Landing zone": str(landing), "Output location": str(output), "Postgres schema": schema})
+    paste_json(page, form, THRESHOLDS, small_dataset["thresholds"])
+    shot(page, "03_y_form")
+    y_run = submit(page, form, "03_y_form")
+    wait_until_y_is_ready(page, schema)
+    shot(page, "04_y_ready")
+
+    form = open_trigger_form(page, la, X)
+    fill(form, {"Transactions source": small_dataset["source"], "Customer importance source":
+                small_dataset["importance"], "Landing zone": str(landing), "Rows per chunk": 5000,
+                "Interval (s)": 0.2, "Postgres schema": schema})
+    shot(page, "05_x_form")
+    x_run = submit(page, form, "05_x_form")
+
+    def finished() -> dict | None:
+        states = {d: api.dag_run(d, r)["state"] for d, r in ((X, x_run), (Y, y_run))}
+        return states if all(s in ("success", "failed") for s in states.values()) else None
+
+    states = wait_for(finished, timeout=RUNS_TIMEOUT_S, interval=2, what="both DAG runs to finish")
+    for dag_id, run_id, name in ((Y, y_run, "06_y_run"), (X, x_run, "07_x_run")):
+        page.goto(f"{la.api_url}/dags/{dag_id}/runs/{run_id}")
+        expect(page.get_by_role("heading", name=run_id)).to_be_visible()
+        # The run's state badge, as the API reported it ("Success", "Failed").
+        expect(page.get_by_text(states[dag_id].capitalize(), exact=True).first).to_be_visible()
+        shot(page, name)
+    assert states == {X: "success", Y: "success"}, states
+
+    # The Spark task's log as the UI shows it: the job's progress and summary; then the report's.
+    page.goto(f"{la.api_url}/dags/{Y}/runs/{y_run}/tasks/run_detect_local")
+    expect(page.get_by_text("txnwatch.detect summary", exact=False).first).to_be_visible(timeout=UI_TIMEOUT_MS)
+    shot(page, "08_y_task_log")
+    page.goto(f"{la.api_url}/dags/{Y}/runs/{y_run}/tasks/report")
+    expect(page.get_by_text("chunks processed", exact=False).first).to_be_visible(timeout=UI_TIMEOUT_MS)
+    shot(page, "09_report_log")
+
+    got = detection_keys(read_detections(output))
+    assert got == reference_keys(landing, small_dataset["thresholds"])
+    assert {p for p, _, _ in got} == {"PatId1", "PatId2", "PatId3"}
+
+
+def test_browser_form_refuses_a_misspelled_threshold(ui, ui_page, schema):
+    la, api = ui
+    page = ui_page
+    sign_in(page, la)
+    runs_before = api.dag_runs(Y)
+    form = open_trigger_form(page, la, Y)
+    fill(form, {"Postgres schema": schema})
+    paste_json(page, form, THRESHOLDS, {"child_min_txn": 5})
+    form.get_by_test_id("trigger-dag-submit").click()
+    refusal = form.get_by_text("'child_min_txn' was unexpected", exact=False).first
+    expect(refusal).to_be_visible()
+    refusal.scroll_into_view_if_needed()  # the message is at the top of the long form
+    shot(page, "10_y_form_refuses_a_typo")
+    assert "Additional properties are not allowed" in form.inner_text()
+    assert "/runs/" not in page.url
+    assert api.dag_runs(Y) == runs_before
