@@ -172,7 +172,8 @@ def test_browser_form_refuses_a_misspelled_threshold(ui, ui_page, schema):
     form.get_by_test_id("trigger-dag-submit").click()
     refusal = form.get_by_text("'child_min_txn' was unexpected", exact=False).first
     expect(refusal).to_be_visible()
-    refusal.scroll_into_view_if_needed()  # the message is at the top of the long form
+    # The message (with the whole JSON schema after it) is above the long form: show its first lines.
+    refusal.evaluate("e => e.scrollIntoView({block: 'start'})")
     shot(page, "10_y_form_refuses_a_typo")
     assert "Additional properties are not allowed" in form.inner_text()
     assert "/runs/" not in page.url
