@@ -10,7 +10,7 @@ the chunks is at most the worst of the second quarter plus one interval-independ
 (GROWTH_ALLOWANCE_S, for batching's sawtooth). A detector slower than the feed fails this however
 long the run, since its lag then grows by (cost - interval) every chunk.
 
-`python tools/soak.py` prints a Markdown table and writes `.local/soak/results.json`;
+`python tools/soak.py` prints a Markdown table and writes `.local/soak/results-<rows>.json`;
 tests/test_soak.py runs the same check briefly in CI.
 """
 
@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench import ROWS_1X, Bench, _query, _reset, _wait_ready  # noqa: E402
+from bench import ROWS_1X, ROWS_10X, Bench, _query, _reset, _wait_ready  # noqa: E402
 
 from txnwatch.db import resolve_db_url  # noqa: E402
 from txnwatch.embedded_pg import local_dir  # noqa: E402
@@ -95,17 +95,20 @@ def soak(bench: Bench, data: Path, interval: float, chunks: int, tag: str) -> So
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python tools/soak.py", description=__doc__.splitlines()[0])
     parser.add_argument("--chunks", type=int, default=60, help="chunks per rate (60: the whole 1× set)")
+    parser.add_argument("--rows", type=int, default=ROWS_1X,
+                        help=f"rows of the generated set (default {ROWS_1X:,}; {ROWS_10X:,} for 10× the customers "
+                             "and 595 chunks)")
     parser.add_argument("--intervals", type=float, nargs="+", default=[1.0, 0.5, 0.2])
     args = parser.parse_args(argv)
     work = local_dir() / "soak"
     work.mkdir(parents=True, exist_ok=True)
     bench = Bench(work, resolve_db_url(None))
-    data = bench.generate(ROWS_1X)
+    data = bench.generate(args.rows)
     results = [soak(bench, data, i, args.chunks, f"i{str(i).replace('.', '_')}").summary() for i in args.intervals]
     fastest = [r for r in results if r["bounded"]]
-    out = {"cores": os.cpu_count(), "runs": results,
+    out = {"cores": os.cpu_count(), "rows": args.rows, "runs": results,
            "highest_bounded_chunks_per_s": max((r["chunks_per_s"] for r in fastest), default=None)}
-    (work / "results.json").write_text(json.dumps(out, indent=2) + "\n")
+    (work / f"results-{args.rows}.json").write_text(json.dumps(out, indent=2) + "\n")
     keys = list(results[0])
     print("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
     for r in results:
