@@ -64,3 +64,24 @@ def test_make_airflow_up_stops_every_process(airflow_local, pg_server_url, tmp_p
     finally:
         for pid in tagged_processes(tag):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_make_demo_stopped_while_x_and_y_run_stops_every_process(airflow_local, pg_server_url, tmp_path):
+    """SIGTERM to make while Y's spark-submit (JVM included) and X's producer run: nothing is left."""
+    port, tag = free_port(), uuid.uuid4().hex
+    log = tmp_path / "demo.log"
+    env = _env(airflow_local, pg_server_url, tmp_path, port, tag, TXNWATCH_DEMO_ROWS="200000",
+               TXNWATCH_DEMO_INTERVAL="2", TXNWATCH_DEMO_SCHEMA=f"demo_{tag[:12]}")
+    proc = start(["make", "-s", "-C", str(ROOT), "demo"], env, log)
+    try:
+        # Y reports ready only from inside its running spark-submit, and X is triggered right then.
+        wait_for(lambda: "Y ready after" in log.read_text(errors="replace") or proc.poll() is not None,
+                 timeout=900, interval=0.5, what="Y ready and X triggered")
+        assert proc.poll() is None, log.read_text()[-3000:]
+        assert any("SparkSubmit" in line or "spark-submit" in line
+                   for line in command_lines(tagged_processes(tag))), "Y's spark-submit is not running"
+        _stop_and_check(proc, signal.SIGTERM, False, tag, port, log)
+        assert "all Airflow processes stopped" in log.read_text()
+    finally:
+        for pid in tagged_processes(tag):
+            os.kill(pid, signal.SIGKILL)
