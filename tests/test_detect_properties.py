@@ -100,7 +100,7 @@ def _expected(chunks, imp, th) -> list[tuple]:
 @given(streams())
 def test_live_state_in_random_batches_equals_reference(stream):
     chunks, imp, th, splits = stream
-    weights = Weights(*weights_from_csv(csv_bytes(IMPORTANCE_COLUMNS, imp)))
+    weights = Weights.from_pairs(*weights_from_csv(csv_bytes(IMPORTANCE_COLUMNS, imp)))
     live = LiveState(th, lambda: weights)
     found = []
     for batch in _batches(len(chunks), splits):

@@ -92,8 +92,7 @@ class _Batcher:
         if importance is None:
             return Weights({}, {})
         weights = collect_weights(compute_weights(importance))
-        log.info("weights for %d (customer, merchant) and %d merchant-less keys", len(weights.specific),
-                 len(weights.generic))
+        log.info("weights for %d (customer, merchant) and %d merchant-less keys", len(weights), len(weights.generic))
         return weights
 
     def prefetch_weights(self) -> None:
