@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 
 
 class FaultProxy:
@@ -106,10 +105,3 @@ def _close(s: socket.socket) -> None:
         pass
     s.close()
 
-
-def wait_until_up(proxy: FaultProxy, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not proxy.is_up:
-        if time.monotonic() > deadline:
-            raise AssertionError("proxy did not come back up")
-        time.sleep(0.05)
