@@ -6,7 +6,7 @@ with the csv module and hands Spark an Arrow table: a chunk is ~1 MB, so this co
 one code path for everything after the read.
 
 Whatever the path, a chunk becomes one DataFrame with the canonical columns as strings plus `chunk`,
-`_line` (1-based line in the file, header = line 1) and `_corrupt_record` (the raw text of a row with
+`_row` (locating the row in its file, see `_numbered`) and `_corrupt_record` (the raw text of a row with
 the wrong number of fields). Validation and aggregation are then the same Spark code.
 """
 
@@ -35,8 +35,8 @@ log = logging.getLogger("txnwatch.detect")
 CORRUPT = "_corrupt_record"
 AMOUNT_TYPE = T.DecimalType(38, 10)
 _HEADER_PROBE_BYTES = 65536
-# monotonically_increasing_id() puts the partition index above bit 33; a chunk file is one partition.
-_ROW_MASK = (1 << 33) - 1
+# Internal column: the row's monotonically increasing id (native reads) or row index (driver reads).
+_ROW = "_row"
 
 RAW_SCHEMA = T.StructType(
     [T.StructField(c, T.StringType()) for c in CANONICAL_COLUMNS] + [T.StructField(CORRUPT, T.StringType())]
@@ -124,7 +124,8 @@ def check_chunk_header(store: Store, k: int) -> None:
 
 
 def _parse_on_driver(data: bytes, columns: tuple[str, ...], what: str) -> pa.Table:
-    """CSV bytes -> Arrow table of strings (+ `_line`, `_corrupt_record`), for stores Spark cannot read."""
+    """CSV bytes -> Arrow table of strings (+ `_row`, `_corrupt_record`), for stores Spark cannot read.
+    `_row` is the row's line in the file less 2 (header = line 1), so `_numbered` gives the line back."""
     _check_header(data, columns, what)
     try:
         text = data.decode("utf-8").lstrip("\ufeff")
@@ -150,7 +151,7 @@ def _parse_on_driver(data: bytes, columns: tuple[str, ...], what: str) -> pa.Tab
             corrupt.append(",".join(rec))
     arrays = {c: pa.array(v, pa.string()) for c, v in zip(columns, cols, strict=True)}
     arrays[CORRUPT] = pa.array(corrupt, pa.string())
-    arrays["_line"] = pa.array(lines, pa.int64())
+    arrays[_ROW] = pa.array([n - 2 for n in lines], pa.int64())
     return pa.table(arrays)
 
 
@@ -165,10 +166,12 @@ def _native_frame(spark: SparkSession, paths: list[str]) -> DataFrame:
 
 @functools.cache
 def _native_columns() -> list[Column]:
-    # get_spark() makes every file its own partition, so the low bits of the id count rows in the file.
-    line = F.monotonically_increasing_id().bitwiseAND(F.lit(_ROW_MASK)) + 2
+    # A chunk file (~1 MB) is never split, and its rows are consecutive in its partition: a row's id
+    # minus the smallest id of its file is its row index, however files are packed into partitions
+    # (a setting that gave each file its own partition is not available on serverless compute).
+    row = F.monotonically_increasing_id()
     chunk = F.regexp_extract(F.col("_metadata.file_path"), r"chunk_(\d{8})/[^/]*$", 1).cast("int")
-    return [*[F.col(c) for c in (*CANONICAL_COLUMNS, CORRUPT)], line.alias("_line"), chunk.alias("chunk")]
+    return [*[F.col(c) for c in (*CANONICAL_COLUMNS, CORRUPT)], row.alias(_ROW), chunk.alias("chunk")]
 
 
 def _driver_table(store: Store, k: int) -> pa.Table:
@@ -203,14 +206,14 @@ def _delta_columns() -> tuple[list[Column], list[Column], list[Column], list[Col
     pre = [F.col("*"), reason.alias("_reason")]
     keys = [F.col("chunk"), F.when(good, F.col("customerId")).alias("customer_id"),
             F.when(good, F.col("merchantId")).alias("merchant_id"),
-            F.when(~good, F.col("_line")).cast("long").alias("line")]
+            F.when(~good, F.col(_ROW)).cast("long").alias("line")]
     aggs = [F.count(F.lit(1)).alias("n"), F.sum(F.when(good, amount)).cast(AMOUNT_TYPE).alias("s"),
             F.max(name).alias("name"),
             F.max(F.col("gender") == "F").alias("has_f"), F.max(F.col("gender") == "M").alias("has_m"),
-            F.first("_reason").alias("reason"), F.first(raw_text).alias("raw")]
+            F.first("_reason").alias("reason"), F.first(raw_text).alias("raw"), F.min(_ROW).alias("_first")]
     out = [F.when(F.col("reason").isNull(), "d").otherwise("q").alias("kind"),
            *[F.col(c) for c in ("chunk", "customer_id", "merchant_id", "n", "s", "name", "has_f", "has_m",
-                                "line", "reason", "raw")]]
+                                "line", "reason", "raw", "_first")]]
     return pre, keys, aggs, out
 
 
@@ -231,9 +234,24 @@ class ChunkRead:
     unreadable: str | None = None  # reason the whole chunk was quarantined
 
 
+def _numbered(deltas: pa.Table, per_file: bool) -> pa.Table:
+    """DELTA_SCHEMA's columns, with `line` of a rejected row its 1-based line in its file (header = 1).
+
+    Native reads carry row ids that count up within each file: the line is the id less the smallest id
+    of its file (`_first`, the minimum over the chunk's groups), plus 2. Driver reads carry line - 2.
+    """
+    base: pa.Array | int = 0
+    if per_file and deltas.num_rows:
+        firsts = deltas.group_by("chunk").aggregate([("_first", "min")])
+        base = pc.take(firsts["_first_min"], pc.index_in(deltas["chunk"], value_set=firsts["chunk"]))
+    line = pc.add(pc.subtract(deltas["line"], base), 2)
+    deltas = deltas.set_column(deltas.schema.get_field_index("line"), "line", line)
+    return deltas.drop_columns(["_first"])
+
+
 def _collect(spark: SparkSession, paths: list[str], tables: list[pa.Table]) -> pa.Table:
     raw = _native_frame(spark, paths) if paths else spark.createDataFrame(pa.concat_tables(tables))
-    return chunk_deltas(raw).toArrow()
+    return _numbered(chunk_deltas(raw).toArrow(), per_file=bool(paths))
 
 
 def read_deltas(spark: SparkSession, store: Store,

@@ -1,25 +1,40 @@
-"""The detection job's SparkSession: one per process.
+"""The detection job's SparkSession: one per process, classic or Spark Connect.
 
-Three kinds of settings, applied where they belong:
-- correctness (every master): each landed file is its own partition, so row numbers within a file
-  (for quarantine entries) stay exact. A session-level SQL setting; it changes no cluster setting.
+Y runs as a classic PySpark driver (`spark-submit`, a local master, Databricks dedicated access mode) or
+as a Spark Connect client: Databricks serverless jobs compute and standard access mode run the driver's
+Python against Spark Connect, with no `sparkContext` and no JVM in the process
+(https://docs.databricks.com/aws/en/compute/access-mode-limitations,
+https://docs.databricks.com/aws/en/spark/connect-vs-classic). `SPARK_REMOTE` selects Connect here as it
+does in pyspark: `local[N]` starts a local Connect server, `sc://host:port` joins one. The job uses only
+the DataFrame API, so the same code runs either way.
+
+Settings, applied where they belong:
+- tuning (every session, best effort): each landed file its own partition, so a backlog batch reads its
+  files in parallel. Serverless accepts only a short list of Spark properties
+  (https://docs.databricks.com/aws/en/spark/conf#serverless) and refuses the rest with
+  CONFIG_NOT_AVAILABLE: no setting here is needed for correctness (reader.py numbers rows per file
+  whatever the partitioning), so a refused one is logged and skipped.
 - small-batch tuning (a local master only): a chunk is ~10k rows, so one shuffle partition and no
   adaptive planning beat the defaults by a wide margin on 2 cores. A cluster keeps its own settings.
-- process settings (only when this process starts the JVM itself): UI off, driver memory, and for a
-  local master the start-up JVM options of jvm_startup.py (`spark-submit` gets them on its command line).
-On Databricks the session already exists: we take it as it is (plus the correctness setting).
+- process settings (only when this process starts the JVM or the local Connect server itself): UI off,
+  driver memory, and for a classic local master the start-up JVM options of jvm_startup.py.
+On Databricks the session already exists: we take it as it is.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
 
 from txnwatch.detect.jvm_startup import driver_java_options
+from txnwatch.errors import first_line
 from txnwatch.javaenv import ensure_java
 
-CORRECTNESS_CONF = {
-    # Every landed chunk file (~1 MB) its own partition: row numbers within a file stay exact, and a
-    # backlog batch reads its files in parallel.
+log = logging.getLogger("txnwatch.detect")
+
+TUNING_CONF = {
+    # Every landed chunk file (~1 MB) its own partition: a backlog batch reads its files in parallel.
     "spark.sql.files.openCostInBytes": str(256 * 1024 * 1024),
 }
 LOCAL_TUNING_CONF = {
@@ -43,32 +58,85 @@ def _process_conf(master: str) -> dict[str, str]:
     return conf
 
 
+def spark_remote() -> str:
+    """The Spark Connect address this process is told to use (`SPARK_REMOTE`), or ""."""
+    return os.environ.get("SPARK_REMOTE", "").strip()
+
+
+def is_connect(spark) -> bool:
+    """Whether `spark` is a Spark Connect client session (no sparkContext, no JVM behind it)."""
+    try:
+        from pyspark.sql.connect.session import SparkSession as ConnectSession
+    except ImportError:  # pyspark without the Connect client's dependencies
+        return False
+    return isinstance(spark, ConnectSession)
+
+
+def master_of(spark) -> str:
+    """The session's master URL ("" when the server will not say), for classic and Connect alike."""
+    try:
+        return spark.conf.get("spark.master", "") or ""
+    except Exception:  # noqa: BLE001 - a server may refuse to read a static setting
+        return ""
+
+
 def get_spark(app_name: str = "txnwatch-detect", master: str | None = None):
     from pyspark.sql import SparkSession
 
+    remote = spark_remote()
     if os.environ.get("DATABRICKS_RUNTIME_VERSION"):
         spark = SparkSession.builder.getOrCreate()
-        _apply(spark, CORRECTNESS_CONF)
+        _apply(spark, TUNING_CONF)
         return spark
+    if remote:
+        spark = _connect_session(SparkSession, app_name, remote)
+    else:
+        spark = _classic_session(SparkSession, app_name, master)
+    _apply(spark, TUNING_CONF)
+    if master_of(spark).startswith("local"):
+        _apply(spark, LOCAL_TUNING_CONF)
+    if not is_connect(spark):
+        spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def _connect_session(session_cls, app_name: str, remote: str):
+    """A Spark Connect client. A master cannot be set on it (CANNOT_CONFIGURE_SPARK_CONNECT_MASTER):
+    `SPARK_REMOTE=local[N]` names the local server's master itself."""
+    builder = session_cls.builder.appName(app_name)
+    if remote.startswith("local"):
+        # pyspark starts the local Connect server in this process: it takes the process settings.
+        ensure_java()
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        for key, value in _process_conf(remote).items():
+            builder = builder.config(key, value)
+    with warnings.catch_warnings():
+        # The client then re-sets each option on its session and warns for the server-wide ones, which
+        # the local server has already taken at start.
+        warnings.filterwarnings("ignore", message="Failed to set spark\\.")
+        spark = builder.getOrCreate()
+    log.info("Spark Connect client of %s", remote if remote.startswith("local") else remote.split(";")[0])
+    return spark
+
+
+def _classic_session(session_cls, app_name: str, master: str | None):
     ensure_java()
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    builder = SparkSession.builder.appName(app_name)
+    builder = session_cls.builder.appName(app_name)
     # Under spark-submit the JVM is up already (PYSPARK_GATEWAY_PORT) and its --master stands.
     launched = bool(os.environ.get("PYSPARK_GATEWAY_PORT"))
     master = master or os.environ.get("TXNWATCH_SPARK_MASTER") or ("" if launched else "local[2]")
     if master:
         builder = builder.master(master)
     if not launched:
-        for key, value in {**_process_conf(master), **CORRECTNESS_CONF}.items():
+        for key, value in {**_process_conf(master), **TUNING_CONF}.items():
             builder = builder.config(key, value)
-    spark = builder.getOrCreate()
-    _apply(spark, CORRECTNESS_CONF)
-    if spark.sparkContext.master.startswith("local"):
-        _apply(spark, LOCAL_TUNING_CONF)
-    spark.sparkContext.setLogLevel("ERROR")
-    return spark
+    return builder.getOrCreate()
 
 
 def _apply(spark, conf: dict[str, str]) -> None:
     for key, value in conf.items():
-        spark.conf.set(key, value)
+        try:
+            spark.conf.set(key, value)
+        except Exception as e:  # noqa: BLE001 - e.g. serverless: CONFIG_NOT_AVAILABLE
+            log.info("Spark setting %s left at the platform's value: %s", key, first_line(e, limit=200))

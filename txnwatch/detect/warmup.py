@@ -17,6 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from txnwatch.detect.reader import _native_frame, chunk_deltas
+from txnwatch.detect.spark_session import is_connect, master_of, spark_remote
 from txnwatch.detect.weights import collect_weights, compute_weights
 from txnwatch.landing import CANONICAL_COLUMNS, IMPORTANCE_COLUMNS, chunk_key
 
@@ -33,14 +34,14 @@ def _synthetic_chunk(rows: int) -> str:
 
 
 def _local_master(spark) -> bool:
-    """Warm-up reads a driver-local temp file: only meaningful (and only readable) with a local master,
-    not on a Databricks cluster, whose executors cannot see the driver's /tmp."""
+    """Warm-up reads a driver-local temp file: only meaningful (and only readable) with a local master in
+    this process or a local Connect server it started, not on a Databricks cluster, whose executors cannot
+    see the driver's /tmp, nor through a Connect server elsewhere (`sc://`)."""
     if os.environ.get("DATABRICKS_RUNTIME_VERSION"):
         return False
-    try:
-        return spark.sparkContext.master.startswith("local")
-    except Exception:  # noqa: BLE001 - e.g. Spark Connect has no SparkContext
+    if is_connect(spark) and not spark_remote().startswith("local"):
         return False
+    return master_of(spark).startswith("local")
 
 
 def warm_up(spark, rows: int = 2_000, rounds: int | None = None) -> None:
