@@ -15,7 +15,7 @@ DBR_VENV := .venv-dbr
 DBR_BIN := $(DBR_VENV)/bin
 DBR_STAMP := $(DBR_VENV)/.installed
 
-.PHONY: venv venv-dbr spark-cds test test-dbr demo lint bench wheel clean
+.PHONY: venv venv-dbr spark-cds test test-dbr test-connect demo lint bench wheel clean
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	@test -n "$(PY)" || { echo "Python 3.11+ is required (set PY=/path/to/python3)"; exit 1; }
@@ -39,10 +39,20 @@ venv-dbr: $(DBR_STAMP)
 spark-cds: $(STAMP)
 	@SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python -m txnwatch.detect.jvm_startup
 
+# Y's reference, restart and kill tests once more as a Spark Connect client (Databricks serverless and
+# standard access mode run the job that way).
+CONNECT_TESTS := tests/test_detect_e2e.py tests/test_detect_generated.py tests/test_detect_kill.py \
+	tests/test_detect_properties.py tests/test_detect_rules.py
+
 test: spark-cds $(DBR_STAMP)
 	$(BIN)/ruff check .
 	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python -m pytest
 	SPARK_LOCAL_IP=127.0.0.1 $(DBR_BIN)/python -m pytest -k detect
+	SPARK_LOCAL_IP=127.0.0.1 SPARK_REMOTE="local[2]" $(BIN)/python -m pytest $(CONNECT_TESTS)
+
+# The Connect variant alone.
+test-connect: $(STAMP)
+	SPARK_LOCAL_IP=127.0.0.1 SPARK_REMOTE="local[2]" $(BIN)/python -m pytest $(CONNECT_TESTS)
 
 # Y's tests (rules, reference comparisons, kill tests) on Databricks Runtime 17.3 LTS's pyspark, pyarrow,
 # pandas and numpy (requirements-dbr.txt): an API newer than the runtime's fails here.

@@ -15,9 +15,12 @@ Tasks, and when each is **skipped** (pink in the grid):
 * `run_detect_databricks_payload` → `run_detect_databricks`: `DatabricksSubmitRunOperator`, one task
   (Jobs API 2.2) running the same entry script as a `spark_python_task` on Databricks Runtime 17.3 LTS
   (Spark 4) by default, with the project's wheel as a library, both from the release of this code that
-  `txnwatch databricks deploy` put in a Unity Catalog volume (checked before submitting); an idempotency
-  token derived from the DAG run, a server-side timeout, credentials as Databricks secret references; the
-  run is cancelled if the task is killed. Skipped when the runner is `local` (the default).
+  `txnwatch databricks deploy` put in a Unity Catalog volume (checked before submitting), on a job cluster
+  in a Unity Catalog access mode, serverless jobs compute or an existing cluster
+  (`TXNWATCH_DATABRICKS_COMPUTE`); landing and output must be volume paths or `s3://` (refused before
+  submitting otherwise); an idempotency token per try of the task (a retry starts a new run, a worker
+  that dies re-attaches to its run), a server-side timeout, credentials from a Databricks secret scope;
+  the run is cancelled if the task is killed. Skipped when the runner is `local` (the default).
 * `report`: per-chunk lag, detections per pattern and Y's start-up, read from Postgres.
 
 Connections: `postgres_default`, `aws_default` (for `s3://` locations), `databricks_default`.
@@ -33,6 +36,7 @@ from airflow.sdk import Param, dag, task
 
 from txnwatch.config import thresholds_json_schema
 from txnwatch.orchestration import settings as cfg
+from txnwatch.orchestration.databricks import run_token
 from txnwatch.orchestration.operators import LocalSparkSubmitOperator
 
 DEFAULT_ARGS = {
@@ -80,6 +84,7 @@ PARAMS = {
     render_template_as_native_obj=True,
     tags=["txnwatch", "mechanism-y", "detect", "spark"],
     template_searchpath=[str(cfg.SQL_DIR)],
+    user_defined_macros={"run_token": run_token},
 )
 def mechanism_y_detect():
     create_tables = SQLExecuteQueryOperator(
@@ -121,6 +126,8 @@ def mechanism_y_detect():
         task_id=RUN_DATABRICKS,
         json=payload,
         databricks_conn_id=cfg.DATABRICKS_CONN_ID,
+        # Per try: an Airflow retry starts a new run instead of getting the failed one back.
+        idempotency_token="{{ run_token(ti) }}",
         polling_period_seconds=cfg.DATABRICKS_POLL_S,
         deferrable=cfg.DATABRICKS_DEFERRABLE,
         execution_timeout=timedelta(seconds=cfg.DETECT_TIMEOUT_S),

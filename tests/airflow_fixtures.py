@@ -7,6 +7,9 @@ import json
 import pytest
 from airflow_support import (
     ARTIFACTS,
+    CLUSTERS,
+    DATA_VOLUME,
+    POLICIES,
     SECRET_PASSWORD,
     SMALL_THRESHOLDS,
     STANDIN_TOKEN,
@@ -58,7 +61,8 @@ def databricks_standin(tmp_path, pg_server_url):
     from databricks_standin import DatabricksStandin
 
     standin = DatabricksStandin(token=STANDIN_TOKEN, secrets={"txnwatch/db_url": password_url(pg_server_url)},
-                                log_dir=tmp_path, volumes={ARTIFACTS})
+                                log_dir=tmp_path, volumes={ARTIFACTS, DATA_VOLUME}, policies=POLICIES,
+                                clusters=CLUSTERS)
     port = standin.start(free_port())
     env = {
         "AIRFLOW_CONN_DATABRICKS_DEFAULT": json.dumps({"conn_type": "databricks", "host": "127.0.0.1",

@@ -20,6 +20,11 @@ SECRET_PASSWORD = "s3cr3t-Pw-9f2c"
 STANDIN_TOKEN = "dapi-standin-token-0123"
 # The Unity Catalog volume the workspace stand-in has, where releases are deployed.
 ARTIFACTS = "/Volumes/main/txnwatch/artifacts"
+# The volume the stand-in's jobs read and write data in (landing zones and output).
+DATA_VOLUME = "/Volumes/main/txnwatch/data"
+# Cluster policies and existing clusters of the stand-in: id -> the access mode it sets / runs in.
+POLICIES = {"uc-dedicated": "DATA_SECURITY_MODE_DEDICATED", "no-isolation": "NONE"}
+CLUSTERS = {"0704-120000-uc": "DATA_SECURITY_MODE_DEDICATED", "0704-120000-noiso": "NONE"}
 
 
 def standin_client(standin):

@@ -151,9 +151,11 @@ def s3_bucket(s3_endpoint) -> str:
 @pytest.fixture(scope="session")
 def spark():
     """The one SparkSession of the test process, configured as the detection job configures it."""
-    from txnwatch.detect.spark_session import get_spark
+    from txnwatch.detect.spark_session import get_spark, is_connect
 
     session = get_spark(app_name="txnwatch-tests")
+    # The Connect variant of the suite (SPARK_REMOTE set, see the Makefile) must really run as a client.
+    assert is_connect(session) == bool(os.environ.get("SPARK_REMOTE")), type(session)
     yield session
     session.stop()
 

@@ -76,7 +76,9 @@ class WorkspaceFiles:
             if local.exists() and query.get("overwrite", ["true"])[0].lower() == "false":
                 return _error(409, "ALREADY_EXISTS", f"The file being created already exists: {path}")
             local.parent.mkdir(parents=True, exist_ok=True)  # the Files API creates missing parents
-            local.write_bytes(body)
+            tmp = local.with_name(f".{local.name}.upload")
+            tmp.write_bytes(body)
+            tmp.replace(local)  # an upload appears whole: a job reading the volume never sees half a file
             return 204, {}, b""
         if not local.is_file():
             return _error(404, "NOT_FOUND", f"The file {path} does not exist")
@@ -107,7 +109,8 @@ class WorkspaceFiles:
             return 200, {}, b""
         if method == "GET":
             contents = [{"path": f"{path.rstrip('/')}/{p.name}", "name": p.name, "is_directory": p.is_dir(),
-                         **({} if p.is_dir() else {"file_size": p.stat().st_size})} for p in sorted(local.iterdir())]
+                         **({} if p.is_dir() else {"file_size": p.stat().st_size})} for p in sorted(local.iterdir())
+                        if not p.name.startswith(".")]
             return _json(200, {"contents": contents})
         return _error(405, "METHOD_NOT_ALLOWED", method)
 

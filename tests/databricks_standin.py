@@ -15,7 +15,21 @@ runs/cancel under /api/2.1/jobs/ and /api/2.2/jobs/), and the Files and Workspac
   cluster_python/sitecustomize.py), so a runtime older than the job supports fails the run through the
   job's own start-up check.
 - `{{secrets/<scope>/<key>}}` references in `new_cluster.spark_env_vars` are resolved from a local map,
-  as Databricks resolves them on the cluster; an unknown reference fails the run (INTERNAL_ERROR).
+  as Databricks resolves them on the cluster; an unknown reference fails the run (INTERNAL_ERROR). The
+  same map answers the Secrets API (`GET /api/2.0/secrets/get`), which a serverless job reads through
+  databricks-sdk; the job gets DATABRICKS_HOST/DATABRICKS_TOKEN as a runtime's native auth would give.
+- Compute, as Databricks runs it (https://docs.databricks.com/aws/en/compute/access-mode-limitations,
+  https://docs.databricks.com/aws/en/jobs/run-serverless-jobs):
+  - a cluster without a Unity Catalog access mode (no `data_security_mode`, NONE or a LEGACY_ mode, and no
+    cluster policy that sets one) cannot read volumes: a `/Volumes` library or script fails the run;
+  - dedicated access mode runs the script with a classic driver (`spark-submit`);
+  - standard access mode and serverless tasks run it as a Spark Connect client (`SPARK_REMOTE`) of a
+    local Spark Connect server the stand-in starts (serverless: ANSI SQL on, session time zone UTC, as
+    serverless defaults are), so the job meets Connect's limits: no sparkContext, no JVM;
+  - a serverless task needs an `environment_key` naming an `environments` entry (its dependencies are
+    installed, a missing wheel fails the run), and may carry neither `libraries` nor a cluster.
+- The job sees volumes as local paths, as on Databricks: `/Volumes/<catalog>` on this machine links to the
+  stand-in's folder while it runs (root needed), and DATABRICKS_RUNTIME_VERSION is set.
 - States follow Databricks: PENDING -> RUNNING -> TERMINATED with result_state SUCCESS | FAILED |
   CANCELED, TIMEDOUT past `timeout_seconds`. `idempotency_token` returns the existing run.
 - Bearer-token auth; every request is recorded in `calls`. One task per run (all txnwatch submits).
@@ -23,6 +37,7 @@ runs/cancel under /api/2.1/jobs/ and /api/2.2/jobs/), and the Files and Workspac
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import inspect
 import itertools
@@ -30,6 +45,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -40,6 +56,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
+from databricks.sdk.service.compute import DataSecurityMode
 from databricks.sdk.service.jobs import JobsAPI, SubmitTask
 from databricks_files import WorkspaceFiles
 
@@ -57,8 +74,16 @@ RUNTIMES = {
     "14.3.x-scala2.12": "3.5.0",
 }
 EXISTING_CLUSTER_RUNTIME = "17.3.x-scala2.13"
+# Serverless environment version -> the Spark its Connect client speaks (environment 4: Spark 4).
+SERVERLESS_ENVIRONMENTS = {"2": "3.5.2", "3": "3.5.2", "4": "4.0.0"}
 WORKSPACE_ID = "1234567890123456"
 LIBRARY_KINDS = ("whl", "jar", "egg", "requirements")
+ACCESS_MODES = {m.value for m in DataSecurityMode}
+UNITY_CATALOG_MODES = {"DATA_SECURITY_MODE_STANDARD", "USER_ISOLATION", "DATA_SECURITY_MODE_DEDICATED", "SINGLE_USER",
+                       "DATA_SECURITY_MODE_AUTO"}
+CONNECT_MODES = {"DATA_SECURITY_MODE_STANDARD", "USER_ISOLATION", "DATA_SECURITY_MODE_AUTO"}
+NO_VOLUMES = ("Unity Catalog volumes are not supported on compute without a Unity Catalog access mode "
+              "(data_security_mode {mode}): use standard or dedicated access mode")
 
 
 @dataclass
@@ -73,6 +98,7 @@ class Run:
     cancel_requested: bool = False
     started: float = field(default_factory=time.monotonic)
     log_file: Path | None = None
+    mode: str = ""  # how the job ran: classic (spark-submit) or connect (a Spark Connect client)
 
     @property
     def task(self) -> dict:
@@ -87,7 +113,16 @@ class Run:
 
 class DatabricksStandin:
     def __init__(self, token: str, secrets: dict[str, str], log_dir: Path, python_env: dict | None = None,
-                 volumes: set[str] = frozenset({"/Volumes/main/txnwatch/artifacts"})):
+                 volumes: set[str] = frozenset({"/Volumes/main/txnwatch/artifacts"}),
+                 policies: dict[str, str] | None = None, clusters: dict[str, str] | None = None):
+        # policies: cluster policy id -> the data_security_mode it sets; clusters: existing cluster id ->
+        # its data_security_mode.
+        self.policies = dict(policies or {})
+        self.clusters = dict(clusters or {})
+        self._connect: subprocess.Popen | None = None
+        self._connect_port: int | None = None
+        self._connect_lock = threading.Lock()
+        self._linked: list[Path] = []
         self.token = token
         self.secrets = secrets
         self.log_dir = Path(log_dir)
@@ -146,6 +181,9 @@ class DatabricksStandin:
                 standin.calls.append((method, url.path, body))
                 if self.headers.get("Authorization") != f"Bearer {standin.token}":
                     return self._reply(401, {"error_code": "UNAUTHENTICATED", "message": "bad token"}, method)
+                if url.path == "/api/2.0/secrets/get" and method == "GET":
+                    code, reply = standin.get_secret(body.get("scope", ""), body.get("key", ""))
+                    return self._reply(code, reply, method)
                 m = re.fullmatch(r"/api/2\.[12]/jobs/(runs/[a-z-]+)", url.path)
                 if not m:
                     return self._reply(404, {"error_code": "ENDPOINT_NOT_FOUND", "message": url.path}, method)
@@ -166,14 +204,42 @@ class DatabricksStandin:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self._link_volumes()
         return self.server.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def stop(self) -> None:
         for run in list(self.runs.values()):
             self._kill(run)
+        if self._connect is not None and self._connect.poll() is None:
+            os.killpg(self._connect.pid, signal.SIGKILL)
+            self._connect.wait(30)
+        for link in self._linked:
+            if link.is_symlink():
+                link.unlink()
         if self.server:
             self.server.shutdown()
             self.server.server_close()
+
+    def _link_volumes(self) -> None:
+        """/Volumes/<catalog> -> the stand-in's folder: the driver's view of volumes as local paths."""
+        for catalog in sorted({v.strip("/").split("/")[1] for v in self.files.volumes}):
+            link, target = Path("/Volumes") / catalog, self.files.root / "Volumes" / catalog
+            target.mkdir(parents=True, exist_ok=True)
+            link.parent.mkdir(exist_ok=True)
+            if link.is_symlink():
+                link.unlink()  # left by an earlier stand-in
+            link.symlink_to(target, target_is_directory=True)
+            self._linked.append(link)
+
+    def get_secret(self, scope: str, key: str) -> tuple[int, dict]:
+        value = self.secrets.get(f"{scope}/{key}")
+        if value is None:
+            return 404, {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": f"Secret {scope}/{key} does not exist"}
+        return 200, {"key": key, "value": base64.b64encode(value.encode()).decode()}
 
     def endpoints_called(self) -> list[str]:
         return [f"{m} {p}" for m, p, _ in self.calls]
@@ -209,8 +275,7 @@ class DatabricksStandin:
                 "run_page_url": f"http://standin/#job/runs/{run.run_id}",
                 "tasks": [{"run_id": run.run_id + 1, "task_key": run.task.get("task_key"), "state": run.state()}]}
 
-    @staticmethod
-    def refusals(payload: dict) -> list[str]:
+    def refusals(self, payload: dict) -> list[str]:
         """What Databricks refuses in a runs/submit body (Jobs API 2.2), as 400 messages."""
         problems = [f"Unknown field {k!r} in the request" for k in sorted(set(payload) - SUBMIT_FIELDS)]
         tasks = payload.get("tasks")
@@ -218,6 +283,11 @@ class DatabricksStandin:
             return problems + ["tasks is required: a list of one or more tasks"]
         if len(tasks) != 1:
             problems.append("the stand-in runs one task per run")
+        environments = {e.get("environment_key"): e for e in payload.get("environments") or []}
+        for key, env in environments.items():
+            version = str((env.get("spec") or {}).get("environment_version") or "")
+            if version not in SERVERLESS_ENVIRONMENTS:
+                problems.append(f"environments[{key!r}]: unknown environment_version {version!r}")
         for i, task in enumerate(tasks):
             problems += [f"Unknown field {k!r} in tasks[{i}]" for k in sorted(set(task) - TASK_FIELDS)]
             if not task.get("task_key"):
@@ -225,10 +295,28 @@ class DatabricksStandin:
             if not (task.get("spark_python_task") or {}).get("python_file"):
                 problems.append(f"tasks[{i}].spark_python_task.python_file is required")
             cluster = task.get("new_cluster")
-            if not (cluster or task.get("existing_cluster_id")):
-                problems.append(f"tasks[{i}]: one of new_cluster or existing_cluster_id is required")
-            if cluster and cluster.get("spark_version") not in RUNTIMES:
-                problems.append(f"Invalid spark version {cluster.get('spark_version')!r}")
+            existing = task.get("existing_cluster_id")
+            if not (cluster or existing):  # serverless
+                if not task.get("environment_key"):
+                    problems.append(f"tasks[{i}]: a Python script task on serverless compute needs environment_key "
+                                    "(or one of new_cluster, existing_cluster_id)")
+                elif task["environment_key"] not in environments:
+                    problems.append(f"tasks[{i}]: environment_key {task['environment_key']!r} names no entry "
+                                    "of environments")
+                if task.get("libraries"):
+                    problems.append(f"tasks[{i}]: libraries are not supported for serverless tasks; list them "
+                                    "in the environment's dependencies")
+            if existing and existing not in self.clusters:
+                problems.append(f"Cluster {existing} does not exist")
+            if cluster:
+                if cluster.get("spark_version") not in RUNTIMES:
+                    problems.append(f"Invalid spark version {cluster.get('spark_version')!r}")
+                mode = cluster.get("data_security_mode")
+                if mode is not None and mode not in ACCESS_MODES:
+                    problems.append(f"Invalid data_security_mode {mode!r}")
+                policy = cluster.get("policy_id")
+                if policy is not None and policy not in self.policies:
+                    problems.append(f"Cluster policy {policy} does not exist")
         token = payload.get("idempotency_token")
         if token is not None and len(token) > 64:
             problems.append("idempotency_token is longer than 64 characters")
@@ -259,20 +347,27 @@ class DatabricksStandin:
 
         return _SECRET.sub(one, value)
 
-    def _install_libraries(self, run: Run, runtime: str, site: Path) -> str | None:
-        """Install the task's libraries into `site`; the reason they cannot be, as Databricks words it."""
-        runtime_version = tuple(int(x) for x in runtime.split(".")[:2])
-        for lib in run.task.get("libraries") or []:
-            kind = next((k for k in LIBRARY_KINDS if k in lib), None)
-            if kind is None:
-                continue  # pypi / maven / cran: the stand-in's runtime (the venv) already has them
-            path = lib[kind]
+    def access_mode(self, task: dict) -> str | None:
+        """The data_security_mode the task's compute runs in ("SERVERLESS" for a serverless task)."""
+        if task.get("existing_cluster_id"):
+            return self.clusters.get(task["existing_cluster_id"])
+        cluster = task.get("new_cluster")
+        if not cluster:
+            return "SERVERLESS"
+        return cluster.get("data_security_mode") or self.policies.get(cluster.get("policy_id"))
+
+    def _install(self, paths: list[tuple[str, str]], runtime: str, site: Path, mode: str | None) -> str | None:
+        """Install (kind, path) libraries into `site`; the reason they cannot be, as Databricks words it."""
+        runtime_version = tuple(int(x) for x in runtime.split(".")[:2]) if runtime[0].isdigit() else (99, 0)
+        for kind, path in paths:
             where = f"Library installation failed for library due to user error for {kind}: {path!r}."
             if (path.startswith("dbfs:/") and not path.startswith("dbfs:/Volumes/")
                     and runtime_version >= (15, 1)):
                 return (f"{where} Error messages: Libraries stored in the DBFS root are deprecated and disabled "
                         f"by default from Databricks Runtime 15.1; store them in Unity Catalog volumes or "
                         f"workspace files")
+            if path.startswith(("/Volumes/", "dbfs:/Volumes/")) and mode not in UNITY_CATALOG_MODES | {"SERVERLESS"}:
+                return f"{where} Error messages: " + NO_VOLUMES.format(mode=mode or "not set")
             local = self.files.local_path(path)
             if local is None or not local.is_file():
                 return f"{where} Error messages: {path} does not exist"
@@ -281,10 +376,56 @@ class DatabricksStandin:
                     whl.extractall(site)
         return None
 
+    def _libraries(self, run: Run) -> list[tuple[str, str]]:
+        task = run.task
+        if task.get("environment_key"):
+            env = next(e for e in run.payload["environments"] if e["environment_key"] == task["environment_key"])
+            # Paths (a wheel in a volume) are installed; requirement specifiers come with the stand-in's venv.
+            return [("whl", d) for d in env["spec"].get("dependencies") or [] if d.startswith(("/", "dbfs:"))]
+        return [(k, lib[k]) for lib in task.get("libraries") or [] for k in LIBRARY_KINDS if k in lib]
+
+    def connect_server(self) -> int:
+        """The port of the stand-in's Spark Connect server (serverless and standard access mode), started once."""
+        with self._connect_lock:
+            if self._connect is None or self._connect.poll() is not None:
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", 0))
+                    port = sock.getsockname()[1]
+                spark_submit = Path(sys.executable).parent / "spark-submit"
+                cmd = [str(spark_submit), "--class", "org.apache.spark.sql.connect.service.SparkConnectServer",
+                       "--master", "local[2]", "--conf", f"spark.connect.grpc.binding.port={port}",
+                       "--conf", "spark.connect.grpc.binding.address=127.0.0.1", "--conf", "spark.ui.enabled=false",
+                       # serverless defaults: ANSI SQL on, UTC
+                       "--conf", "spark.sql.ansi.enabled=true", "--conf", "spark.sql.session.timeZone=UTC",
+                       "spark-internal"]
+                log = open(self.log_dir / "connect_server.log", "wb")  # noqa: SIM115 - the server's lifetime
+                self._connect = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                                 env=dict(os.environ, SPARK_LOCAL_IP="127.0.0.1",
+                                                          PYSPARK_PYTHON=sys.executable))
+                deadline = time.monotonic() + 180
+                while time.monotonic() < deadline and self._connect.poll() is None:
+                    try:
+                        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                        break
+                    except OSError:
+                        time.sleep(0.3)
+                else:
+                    raise RuntimeError("the Spark Connect server did not start: see connect_server.log")
+                self._connect_port = port
+            return self._connect_port
+
     def _execute(self, run: Run) -> None:
         task = run.task
         cluster = task.get("new_cluster") or {}
-        runtime = cluster.get("spark_version") or EXISTING_CLUSTER_RUNTIME
+        mode = self.access_mode(task)
+        if mode == "SERVERLESS":
+            env_key = task["environment_key"]
+            spec = next(e for e in run.payload["environments"] if e["environment_key"] == env_key)["spec"]
+            runtime = f"client.{spec['environment_version']}"
+            spark_version = SERVERLESS_ENVIRONMENTS[str(spec["environment_version"])]
+        else:
+            runtime = cluster.get("spark_version") or EXISTING_CLUSTER_RUNTIME
+            spark_version = RUNTIMES[runtime]
         run_dir = self.log_dir / f"run_{run.run_id}"
         site = run_dir / "site-packages"
         site.mkdir(parents=True, exist_ok=True)
@@ -293,27 +434,39 @@ class DatabricksStandin:
         except KeyError as e:
             run.life_cycle_state, run.result_state, run.state_message = "INTERNAL_ERROR", "FAILED", str(e)
             return
-        failure = self._install_libraries(run, runtime, site)
+        failure = self._install(self._libraries(run), runtime, site, mode)
+        python_file = task["spark_python_task"]["python_file"]
+        if not failure and python_file.startswith("/Volumes/") and mode not in UNITY_CATALOG_MODES | {"SERVERLESS"}:
+            failure = f"Cannot read {python_file}: " + NO_VOLUMES.format(mode=mode or "not set")
         if failure:
             run.life_cycle_state, run.result_state, run.state_message = "INTERNAL_ERROR", "FAILED", failure
             return
-        python_file = task["spark_python_task"]["python_file"]
         script = self.files.local_path(python_file)
         if script is None or not script.is_file():
             run.life_cycle_state, run.result_state = "TERMINATED", "FAILED"
             run.state_message = f"{python_file} does not exist"
             return
         env = dict(os.environ, **self.python_env, **env_vars)
-        # The cluster's Python: the installed libraries, pyspark reporting the runtime's Spark, and none
-        # of the repo's editable install.
+        # The cluster's Python: the installed libraries, pyspark reporting the runtime's Spark, none of the
+        # repo's editable install, and the ambient Databricks identity a runtime gives its jobs.
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), str(CLUSTER_PYTHON), env.get("PYTHONPATH"))
                                             if p)
-        env["TXNWATCH_TEST_RUNTIME_SPARK"] = RUNTIMES[runtime]
-        env["TXNWATCH_TEST_HIDE_EDITABLE"] = "1"
-        env["PYSPARK_PYTHON"] = sys.executable
-        spark_submit = Path(sys.executable).parent / "spark-submit"
-        cmd = [str(spark_submit), "--master", "local[2]", "--conf", "spark.ui.enabled=false", str(script),
-               *[str(p) for p in task["spark_python_task"].get("parameters", [])]]
+        env.update(TXNWATCH_TEST_RUNTIME_SPARK=spark_version, TXNWATCH_TEST_HIDE_EDITABLE="1",
+                   PYSPARK_PYTHON=sys.executable, DATABRICKS_RUNTIME_VERSION=runtime,
+                   DATABRICKS_HOST=self.url, DATABRICKS_TOKEN=self.token)
+        env.pop("SPARK_REMOTE", None)
+        params = [str(p) for p in task["spark_python_task"].get("parameters", [])]
+        if mode in CONNECT_MODES | {"SERVERLESS"}:
+            try:
+                env["SPARK_REMOTE"] = f"sc://127.0.0.1:{self.connect_server()}"
+            except RuntimeError as e:
+                run.life_cycle_state, run.result_state, run.state_message = "INTERNAL_ERROR", "FAILED", str(e)
+                return
+            cmd = [sys.executable, str(script), *params]
+        else:
+            spark_submit = Path(sys.executable).parent / "spark-submit"
+            cmd = [str(spark_submit), "--master", "local[2]", "--conf", "spark.ui.enabled=false", str(script), *params]
+        run.mode = "connect" if "SPARK_REMOTE" in env else "classic"
         if run.cancel_requested:
             run.life_cycle_state, run.result_state, run.state_message = "TERMINATED", "CANCELED", "Canceled"
             return

@@ -33,6 +33,12 @@ for dag_id, dag in bag.dags.items():
                               "trigger_rule": getattr(t.trigger_rule, "value", str(t.trigger_rule))}
                   for t in dag.tasks},
     }
+# The Databricks submit task's idempotency token, rendered for tries 1 and 2 through the DAG's own templates.
+from types import SimpleNamespace
+y = bag.dags["mechanism_y_detect"]
+template = y.get_task("run_detect_databricks").idempotency_token
+out["token_by_try"] = [y.get_template_env().from_string(template).render(ti=SimpleNamespace(
+    dag_id=y.dag_id, run_id="manual__1", task_id="run_detect_databricks", try_number=n)) for n in (1, 2)]
 print("PROBE:" + json.dumps(out, default=str))
 """
 
@@ -180,3 +186,11 @@ def test_dag_files_do_not_import_pyspark():
             "assert 'pyspark' not in sys.modules, 'pyspark imported at parse time'\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
+
+
+def test_databricks_submit_renders_a_new_idempotency_token_per_try(bag):
+    from txnwatch.orchestration.databricks import idempotency_token
+
+    first, second = bag["token_by_try"]
+    assert first == idempotency_token("mechanism_y_detect", "manual__1", "run_detect_databricks", 1)
+    assert second == idempotency_token("mechanism_y_detect", "manual__1", "run_detect_databricks", 2)

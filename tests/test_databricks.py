@@ -18,6 +18,7 @@ import zipfile
 import pytest
 from airflow_support import (
     ARTIFACTS,
+    DATA_VOLUME,
     ROOT,
     SECRET_PASSWORD,
     STANDIN_TOKEN,
@@ -40,6 +41,25 @@ from txnwatch.orchestration.settings import DatabricksConfig, databricks_config
 pytest_plugins = ["airflow_fixtures"]
 
 
+def test_databricks_idempotency_token_covers_the_try():
+    run = ("mechanism_y_detect", "manual__2025-07-04T12:00:00+00:00", "run_detect_databricks")
+    assert idempotency_token(*run, 1) == idempotency_token(*run, 1)
+    assert idempotency_token(*run, 1) != idempotency_token(*run, 2)  # an Airflow retry starts a new run
+
+
+def test_databricks_submit_task_renders_a_token_per_try():
+    from types import SimpleNamespace
+
+    from txnwatch.orchestration.databricks import run_token
+
+    ti = SimpleNamespace(dag_id="mechanism_y_detect", run_id="manual__1", task_id="run_detect_databricks",
+                         try_number=1)
+    first = run_token(ti)
+    ti.try_number = 2
+    assert run_token(ti) != first and len(first) == 64
+    # The DAG renders it per try: tests/test_dag_integrity.py.
+
+
 def test_databricks_idempotency_token_is_stable_and_short():
     a = idempotency_token("mechanism_y_detect", "manual__2025-07-04T12:00:00+00:00", "run_detect_databricks")
     assert a == idempotency_token("mechanism_y_detect", "manual__2025-07-04T12:00:00+00:00",
@@ -60,7 +80,8 @@ def _release_payload(cfg: DatabricksConfig | None = None, **kwargs) -> dict:
 
 
 def test_databricks_payload_defaults_run_on_spark_4_from_a_volume(monkeypatch):
-    for key in ("ARTIFACTS", "WHEEL", "ENTRY_SCRIPT", "SPARK_VERSION", "CLUSTER_ID"):
+    for key in ("ARTIFACTS", "WHEEL", "ENTRY_SCRIPT", "SPARK_VERSION", "CLUSTER_ID", "COMPUTE", "ACCESS_MODE",
+                "POLICY_ID"):
         monkeypatch.delenv(f"TXNWATCH_DATABRICKS_{key}", raising=False)
     payload = _release_payload()
     release = current_release()
@@ -69,6 +90,8 @@ def test_databricks_payload_defaults_run_on_spark_4_from_a_volume(monkeypatch):
     [task] = payload["tasks"]
     assert task["task_key"] == "detect"
     assert task["new_cluster"]["spark_version"] == "17.3.x-scala2.13"  # Databricks Runtime 17.3 LTS: Spark 4.0.0
+    # A Unity Catalog access mode, or the wheel and script in the volume could not be read.
+    assert task["new_cluster"]["data_security_mode"] == "DATA_SECURITY_MODE_STANDARD"
     folder = f"/Volumes/main/txnwatch/artifacts/txnwatch-{release.version}"
     assert task["spark_python_task"]["python_file"] == f"{folder}/detect_job.py"
     assert task["libraries"][0] == {"whl": f"{folder}/{release.wheel_name}"}
@@ -119,6 +142,49 @@ def test_databricks_explicit_paths_override_the_release():
     [task] = _release_payload(cfg)["tasks"]
     assert task["libraries"][0] == {"whl": "/Volumes/c/s/v/w.whl"}
     assert task["spark_python_task"]["python_file"] == "/Workspace/Shared/job.py"
+
+
+def test_databricks_payload_serverless_uses_an_environment_and_reads_its_secret(monkeypatch):
+    monkeypatch.setenv("TXNWATCH_DATABRICKS_COMPUTE", "serverless")
+    payload = _release_payload(landing="/Volumes/main/txnwatch/data/landing",
+                               output="/Volumes/main/txnwatch/data/output")
+    [task] = payload["tasks"]
+    assert not {"new_cluster", "existing_cluster_id", "libraries"} & set(task)
+    [env] = payload["environments"]
+    assert task["environment_key"] == env["environment_key"]
+    deps = env["spec"]["dependencies"]
+    assert deps[0] == current_release().wheel_path(DatabricksConfig().artifacts_root)
+    assert "psycopg[binary]==3.3.9" in deps and env["spec"]["environment_version"] == "4"
+    params = task["spark_python_task"]["parameters"]
+    assert params[params.index("--db-secret") + 1] == "txnwatch/db_url"
+    assert "spark_env_vars" not in json.dumps(payload) and "postgresql://" not in json.dumps(payload)
+
+
+@pytest.mark.parametrize("mode, expected", [("dedicated", "DATA_SECURITY_MODE_DEDICATED"), ("policy", None)])
+def test_databricks_payload_access_mode_or_policy(mode, expected):
+    cfg = DatabricksConfig(access_mode=mode, policy_id="ABC123", single_user_name="etl@bank.example")
+    cluster = _release_payload(cfg)["tasks"][0]["new_cluster"]
+    assert cluster.get("data_security_mode") == expected
+    assert cluster["policy_id"] == "ABC123" and cluster["apply_policy_default_values"] is True
+    assert ("single_user_name" in cluster) == (mode == "dedicated")
+
+
+def test_databricks_payload_refuses_a_policy_mode_without_a_policy():
+    with pytest.raises(TxnwatchError, match="TXNWATCH_DATABRICKS_POLICY_ID"):
+        _release_payload(DatabricksConfig(access_mode="policy"))
+
+
+@pytest.mark.parametrize("compute, landing, message", [
+    ("job_cluster", "/tmp/landing", "is not a place the Databricks job can reach"),
+    ("job_cluster", "file:///tmp/landing", "is not a place the Databricks job can reach"),
+    ("job_cluster", "/Volumes/main/txnwatch", "is not a folder in a Unity Catalog volume"),
+    ("serverless", "s3://bank/landing", "serverless compute reaches cloud storage only through Unity Catalog"),
+])
+def test_databricks_payload_refuses_a_location_the_job_cannot_reach(compute, landing, message):
+    with pytest.raises(TxnwatchError, match=message) as e:
+        _release_payload(DatabricksConfig(compute=compute), landing=landing,
+                         output="/Volumes/main/txnwatch/data/output")
+    assert "\n" not in str(e.value)
 
 
 @pytest.mark.parametrize("spark_version", ["16.4.x-scala2.13", "15.4.x-scala2.12"])
@@ -264,6 +330,23 @@ def _task(**overrides) -> dict:
     ({"run_name": "r", "tasks": [_task(spark_version="x")]}, "Unknown field 'spark_version' in tasks[0]"),
     ({"run_name": "r", "tasks": [_task(new_cluster={"spark_version": "17.3.x-scala2.12"})]},
      "Invalid spark version '17.3.x-scala2.12'"),
+    # Serverless: an environment, not libraries; a known access mode, policy and cluster.
+    ({"run_name": "r", "tasks": [_task(new_cluster=None)]}, "needs environment_key"),
+    ({"run_name": "r", "tasks": [_task(new_cluster=None, environment_key="e")]}, "names no entry of environments"),
+    ({"run_name": "r",
+      "tasks": [_task(new_cluster=None, environment_key="e", libraries=[{"whl": "/Volumes/a/b/c/w.whl"}])],
+      "environments": [{"environment_key": "e", "spec": {"environment_version": "4"}}]},
+     "libraries are not supported for serverless tasks"),
+    ({"run_name": "r", "tasks": [_task(new_cluster=None, environment_key="e")],
+      "environments": [{"environment_key": "e", "spec": {"environment_version": "9"}}]},
+     "unknown environment_version '9'"),
+    ({"run_name": "r", "tasks": [_task(new_cluster={"spark_version": "17.3.x-scala2.13",
+                                                     "data_security_mode": "SHARED"})]},
+     "Invalid data_security_mode 'SHARED'"),
+    ({"run_name": "r", "tasks": [_task(new_cluster={"spark_version": "17.3.x-scala2.13", "policy_id": "nope"})]},
+     "Cluster policy nope does not exist"),
+    ({"run_name": "r", "tasks": [_task(new_cluster=None, existing_cluster_id="0000-nope")]},
+     "Cluster 0000-nope does not exist"),
 ])
 def test_databricks_standin_refuses_what_databricks_refuses(databricks_standin, payload, message):
     from databricks.sdk.errors import InvalidParameterValue
@@ -292,6 +375,43 @@ def test_databricks_standin_fails_a_dbfs_root_library(databricks_standin, deploy
     assert standin.runs[run_id].proc is None  # the task never started
 
 
+@pytest.mark.parametrize("compute", [
+    {"new_cluster": {"spark_version": "17.3.x-scala2.13"}},  # no access mode: the workspace default
+    {"new_cluster": {"spark_version": "17.3.x-scala2.13", "data_security_mode": "NONE"}},
+    {"new_cluster": {"spark_version": "17.3.x-scala2.13", "data_security_mode": "LEGACY_SINGLE_USER_STANDARD"}},
+    {"new_cluster": {"spark_version": "17.3.x-scala2.13", "policy_id": "no-isolation"}},
+    {"existing_cluster_id": "0704-120000-noiso"},
+])
+def test_databricks_standin_fails_volumes_on_compute_without_unity_catalog(databricks_standin, deployed_release,
+                                                                          compute):
+    standin, _ = databricks_standin
+    task = _task(**{"new_cluster": None, **compute}, libraries=[{"whl": deployed_release.wheel_path(ARTIFACTS)}])
+    task["spark_python_task"]["python_file"] = deployed_release.entry_script_path(ARTIFACTS)
+    run_id = _submit(standin, {"run_name": "r", "tasks": [task]})["run_id"]
+    state = _wait_for_end(standin, run_id)
+    assert state["result_state"] == "FAILED" and "without a Unity Catalog access mode" in state["state_message"]
+    assert standin.runs[run_id].proc is None
+
+
+def test_databricks_same_try_gets_its_run_back_and_a_retry_starts_a_new_one(databricks_standin):
+    from types import SimpleNamespace
+
+    from txnwatch.orchestration.databricks import run_token
+
+    standin, _ = databricks_standin
+    ti = SimpleNamespace(dag_id="mechanism_y_detect", run_id="manual__1", task_id="run_detect_databricks",
+                         try_number=1)
+    # A task that fails at once (no such script): the retry must not get this failed run back.
+    task = _task(new_cluster={"spark_version": "17.3.x-scala2.13",
+                              "data_security_mode": "DATA_SECURITY_MODE_DEDICATED"})
+    body = {"run_name": "r", "tasks": [task], "idempotency_token": run_token(ti)}
+    first, again = _submit(standin, body)["run_id"], _submit(standin, body)["run_id"]
+    assert first == again and _wait_for_end(standin, first)["result_state"] == "FAILED"
+    ti.try_number = 2
+    retry = _submit(standin, {**body, "idempotency_token": run_token(ti)})["run_id"]
+    assert retry != first and len(standin.runs) == 2
+
+
 @pytest.mark.slow
 def test_databricks_standin_fails_a_runtime_older_than_spark_4(databricks_standin, deployed_release, tmp_path,
                                                               schema):
@@ -299,6 +419,7 @@ def test_databricks_standin_fails_a_runtime_older_than_spark_4(databricks_standi
     # A payload built by hand: build_submit_payload itself refuses runtime 16.4.
     task = _task(libraries=[{"whl": deployed_release.wheel_path(ARTIFACTS)}])
     task["new_cluster"]["spark_version"] = "16.4.x-scala2.13"  # Databricks Runtime 16.4 LTS: Spark 3.5.2
+    task["new_cluster"]["data_security_mode"] = "DATA_SECURITY_MODE_DEDICATED"
     task["spark_python_task"] = {"python_file": deployed_release.entry_script_path(ARTIFACTS),
                                  "parameters": ["--landing", str(tmp_path / "l"), "--output", str(tmp_path / "o"),
                                                 "--schema", schema]}
@@ -319,6 +440,20 @@ def _land(dataset, landing, pg_server_url, schema, rows_per_chunk=5000):
 
 
 @pytest.fixture
+def volume_dirs(databricks_standin, monkeypatch):
+    """(landing, output): fresh folders of the stand-in's data volume, as Databricks paths. This process is
+    "off Databricks": it reaches them through the Files API, with the SDK's environment credentials."""
+    import uuid
+
+    standin, _ = databricks_standin
+    monkeypatch.setenv("DATABRICKS_HOST", standin.url)
+    monkeypatch.setenv("DATABRICKS_TOKEN", STANDIN_TOKEN)
+    monkeypatch.delenv("DATABRICKS_RUNTIME_VERSION", raising=False)
+    base = f"{DATA_VOLUME}/{uuid.uuid4().hex[:8]}"
+    return f"{base}/landing", f"{base}/output"
+
+
+@pytest.fixture
 def two_schemas(pg_server_url):
     import uuid
 
@@ -333,12 +468,15 @@ def two_schemas(pg_server_url):
 
 @pytest.mark.slow
 def test_databricks_dags_test_runs_the_job_on_the_standin(airflow_local, databricks_standin, deployed_release,
-                                                          small_dataset, pg_server_url, tmp_path, two_schemas):
+                                                          small_dataset, pg_server_url, tmp_path, two_schemas,
+                                                          volume_dirs):
     standin, db_env = databricks_standin
     schema = two_schemas[0]
-    landing, output = tmp_path / "landing", tmp_path / "output"
+    landing, output = volume_dirs
+    # X lands into the volume through the Files API; the job reads it as a local path on its "cluster".
     _land(small_dataset, landing, pg_server_url, schema)
-    conf = {"landing": str(landing), "output": str(output), "runner": "databricks", "schema": schema,
+    assert any(p.startswith("/api/2.0/fs/files/Volumes/") for _, p, _ in standin.calls)
+    conf = {"landing": landing, "output": output, "runner": "databricks", "schema": schema,
             "until_end": True, "thresholds": small_dataset["thresholds"]}
     # Deferrable mode: the run is watched by the provider's trigger (run inline by `dags test`).
     env = airflow_env(airflow_local, pg_server_url, **db_env, TXNWATCH_DATABRICKS_DEFERRABLE="1")
@@ -359,8 +497,11 @@ def test_databricks_dags_test_runs_the_job_on_the_standin(airflow_local, databri
     assert task["libraries"][0] == {"whl": deployed_release.wheel_path(ARTIFACTS)}
     assert task["new_cluster"]["spark_version"] == "17.3.x-scala2.13"
     assert task["new_cluster"]["spark_env_vars"]["TXNWATCH_DB_URL"] == "{{secrets/txnwatch/db_url}}"
-    assert len(payload["idempotency_token"]) <= 64
+    assert task["new_cluster"]["data_security_mode"] == "DATA_SECURITY_MODE_STANDARD"
+    assert len(payload["idempotency_token"]) == 64  # rendered per try by the submitting task
     assert all(r.result_state == "SUCCESS" for r in standin.runs.values())
+    # Standard access mode: the job ran as a Spark Connect client.
+    assert [r.mode for r in standin.runs.values()] == ["connect"]
     # No secret anywhere: not in the submitted payload, not in the task logs.
     assert SECRET_PASSWORD not in json.dumps(payload)
     assert SECRET_PASSWORD not in text and STANDIN_TOKEN not in text
@@ -369,16 +510,41 @@ def test_databricks_dags_test_runs_the_job_on_the_standin(airflow_local, databri
             body = f.read_text(errors="replace")
             assert SECRET_PASSWORD not in body and STANDIN_TOKEN not in body, f
 
-    got = detection_keys(read_detections(output))
+    got = detection_keys(read_detections(standin.files.local_path(output)))
     assert got, "no detections: thresholds too high for the small data set?"
-    assert got == reference_keys(landing, small_dataset["thresholds"])
+    assert got == reference_keys(standin.files.local_path(landing), small_dataset["thresholds"])
     assert {p for p, _, _ in got} == {"PatId1", "PatId2", "PatId3"}
 
 
-def _probe(la, pg_server_url, db_env, mode: str, payload: dict) -> dict:
+@pytest.mark.slow
+def test_databricks_serverless_task_runs_as_a_connect_client(databricks_standin, deployed_release, small_dataset,
+                                                             pg_server_url, schema, volume_dirs):
+    standin, _ = databricks_standin
+    landing, output = volume_dirs
+    _land(small_dataset, landing, pg_server_url, schema)
+    cfg = DatabricksConfig(artifacts_root=ARTIFACTS, compute="serverless")
+    payload = build_submit_payload(cfg=cfg, release=current_release(), landing=landing, output=output,
+                                   schema=schema, run_name="serverless", thresholds=small_dataset["thresholds"],
+                                   token=idempotency_token("d", str(time.time()), "t", 1))
+    run_id = _submit(standin, payload)["run_id"]
+    state = _wait_for_end(standin, run_id)
+    run = standin.runs[run_id]
+    assert state["result_state"] == "SUCCESS", (state, "\n".join(run.log[-40:]))
+    assert run.mode == "connect" and "Spark Connect client of sc://127.0.0.1:" in "\n".join(run.log)
+    # No cluster environment: the job read the database URL from the secret scope itself.
+    assert ("GET", "/api/2.0/secrets/get", {"scope": "txnwatch", "key": "db_url"}) in standin.calls
+    assert SECRET_PASSWORD not in json.dumps(payload) and SECRET_PASSWORD not in "\n".join(run.log)
+    got = detection_keys(read_detections(standin.files.local_path(output)))
+    assert got and got == reference_keys(standin.files.local_path(landing), small_dataset["thresholds"])
+
+
+def _probe_cmd(mode: str, payload: dict, *extra: str) -> list[str]:
+    return [sys.executable, str(ROOT / "tests" / "airflow_databricks_probe.py"), mode, json.dumps(payload), *extra]
+
+
+def _probe(la, pg_server_url, db_env, mode: str, payload: dict, *extra: str) -> dict:
     env = airflow_env(la, pg_server_url, **db_env)
-    out = subprocess.run([sys.executable, str(ROOT / "tests" / "airflow_databricks_probe.py"), mode,
-                          json.dumps(payload)], env=env, capture_output=True, text=True, timeout=400)
+    out = subprocess.run(_probe_cmd(mode, payload, *extra), env=env, capture_output=True, text=True, timeout=400)
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULT:")), None)
     assert line, out.stdout[-3000:] + out.stderr[-3000:]
     return json.loads(line[len("RESULT:"):])
@@ -387,7 +553,7 @@ def _probe(la, pg_server_url, db_env, mode: str, payload: dict) -> dict:
 def _payload(landing, output, schema, **cfg_overrides) -> dict:
     cfg = DatabricksConfig(artifacts_root=ARTIFACTS, **cfg_overrides)
     return build_submit_payload(cfg=cfg, release=current_release(), landing=str(landing), output=str(output),
-                                schema=schema, token=idempotency_token("d", str(time.time()), "t"),
+                                schema=schema, token=idempotency_token("d", str(time.time()), "t", 1),
                                 run_name="probe")
 
 
@@ -405,10 +571,10 @@ def test_databricks_dag_refuses_a_release_that_is_not_deployed(airflow_local, da
 
 
 def test_databricks_failing_run_fails_the_task(airflow_local, databricks_standin, deployed_release, pg_server_url,
-                                               tmp_path, schema):
+                                               volume_dirs, schema):
     standin, db_env = databricks_standin
     # The entry script does not exist on the "workspace": the run terminates FAILED.
-    payload = _payload(tmp_path / "l", tmp_path / "o", schema, entry_script=f"{ARTIFACTS}/missing_job.py")
+    payload = _payload(*volume_dirs, schema, entry_script=f"{ARTIFACTS}/missing_job.py")
     result = _probe(airflow_local, pg_server_url, db_env, "fail", payload)
     assert result["outcome"] == "failed", result
     assert "FAILED" in result["error"]
@@ -416,10 +582,10 @@ def test_databricks_failing_run_fails_the_task(airflow_local, databricks_standin
 
 
 def test_databricks_killed_task_cancels_the_run(airflow_local, databricks_standin, deployed_release,
-                                                pg_server_url, tmp_path, schema):
+                                                pg_server_url, volume_dirs, schema):
     standin, db_env = databricks_standin
     # An empty landing zone and no --until-end end: the job runs until it is cancelled.
-    payload = _payload(tmp_path / "landing", tmp_path / "output", schema)
+    payload = _payload(*volume_dirs, schema)
     payload["tasks"][0]["spark_python_task"]["parameters"].remove("--until-end")
     result = _probe(airflow_local, pg_server_url, db_env, "kill", payload)
     assert result["state_before_kill"] == "RUNNING", result
@@ -428,3 +594,48 @@ def test_databricks_killed_task_cancels_the_run(airflow_local, databricks_standi
     assert run.result_state == "CANCELED"
     assert run.proc is not None and run.proc.poll() is not None  # the Spark job is gone
     assert result["outcome"] == "failed"
+
+
+@pytest.mark.slow
+def test_databricks_worker_killed_mid_run_reattaches_to_its_run(airflow_local, databricks_standin, deployed_release,
+                                                               small_dataset, pg_server_url, volume_dirs, schema,
+                                                               tmp_path):
+    from conftest import wait_for
+
+    standin, db_env = databricks_standin
+    landing, output = volume_dirs
+    _land(small_dataset, landing, pg_server_url, schema)
+    payload = _payload(landing, output, schema)
+    payload["tasks"][0]["spark_python_task"]["parameters"] += [
+        a for k, v in small_dataset["thresholds"].items() for a in ("--threshold", f"{k}={v}")]
+    state_file = tmp_path / "task_state.json"
+    # The worker: submits, records the run in the task's state store, polls; killed -9 while the run is going.
+    worker = subprocess.Popen(_probe_cmd("resume", payload, str(state_file)),
+                              env=airflow_env(airflow_local, pg_server_url, **db_env),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: any(r.life_cycle_state == "RUNNING" for r in standin.runs.values()) and state_file.exists(),
+             timeout=240, what="the run to be RUNNING and recorded")
+    worker.kill()
+    worker.wait(30)
+    [run_id] = standin.runs
+    assert standin.runs[run_id].life_cycle_state == "RUNNING"  # the run outlives its worker
+    # The next try: the operator finds the run in the state store and waits for it instead of submitting.
+    result = _probe(airflow_local, pg_server_url, db_env, "resume", payload, str(state_file))
+    assert result["outcome"] == "success" and result["run_id"] == run_id, result
+    assert len(standin.submitted()) == 1 and len(standin.runs) == 1
+    got = detection_keys(read_detections(standin.files.local_path(output)))
+    assert got and got == reference_keys(standin.files.local_path(landing), small_dataset["thresholds"])
+
+
+@pytest.mark.parametrize("ref, message", [
+    ("db_url", "--db-secret 'db_url': expected SCOPE/KEY, e.g. txnwatch/db_url"),
+    ("txnwatch/missing", "cannot read the Databricks secret txnwatch/missing: Secret txnwatch/missing does not exist"),
+])
+def test_databricks_db_secret_errors_are_one_line(databricks_standin, tmp_path, ref, message):
+    standin, _ = databricks_standin
+    env = dict(os.environ, DATABRICKS_HOST=standin.url, DATABRICKS_TOKEN=STANDIN_TOKEN)
+    out = subprocess.run([sys.executable, "-m", "txnwatch", "detect", "--landing", str(tmp_path / "l"),
+                          "--output", str(tmp_path / "o"), "--db-secret", ref], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [f"txnwatch detect: error: {message}"], out.stderr

@@ -65,7 +65,7 @@ def test_a_connect_client_writes_what_a_classic_run_writes(full_size, tmp_path, 
         with connect(pg_server_url, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA IF EXISTS {connect_schema} CASCADE")
     classic, connect_run = runs["classic"][0], runs["connect"][0]
-    assert "Spark Connect client of local[2]" in runs["connect"][1]
+    assert "Spark Connect client of sc://127.0.0.1:" in runs["connect"][1]
     assert "Spark Connect client" not in runs["classic"][1]
     assert sum(map(len, classic)) > 50 and all(len(f) == 50 for f in classic[:-1])
     assert connect_run == classic

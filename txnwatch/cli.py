@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="when behind, process up to this many chunks in one Spark pass")
     p.add_argument("--threshold", action="append", metavar="NAME=VALUE",
                    help="override a rule threshold (repeatable), e.g. child_min_txns=80")
+    p.add_argument("--db-secret", metavar="SCOPE/KEY",
+                   help="read the PostgreSQL URL from this Databricks secret (serverless jobs: no cluster "
+                        "environment to carry it)")
     retry_args(p)
 
     p = sub.add_parser("generate", help="write a seeded BankSim-shaped data set and its importance file")

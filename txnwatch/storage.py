@@ -174,10 +174,15 @@ class S3Store:
 
 
 def open_store(url: str, client: Any | None = None, check: bool = True) -> Store:
-    """A store for a local path, `file://` URL or `s3://bucket/prefix`.
+    """A store for a local path, `file://` URL, `s3://bucket/prefix` or Unity Catalog volume path.
 
     `check` verifies that an S3 bucket exists, so a typo fails with one clear line up front.
     """
+    from txnwatch.volumes import VolumeStore, is_volume_path, on_databricks, volume_root
+
+    if is_volume_path(url):
+        # A Unity Catalog volume: a local path on Databricks compute, the Files API elsewhere.
+        return LocalStore(Path(volume_root(url))) if on_databricks() else VolumeStore(url)
     parsed = urlparse(url)
     if parsed.scheme == "s3":
         if not parsed.netloc:

@@ -357,7 +357,12 @@ def command(args) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, on_term)
     started = time.monotonic()
-    run_detect(args.landing, args.output, resolve_db_url(args.db), args.schema, until_end=args.until_end,
+    db_url = args.db
+    if args.db_secret:
+        from txnwatch.detect.secrets import read_secret
+
+        db_url = read_secret(args.db_secret)
+    run_detect(args.landing, args.output, resolve_db_url(db_url), args.schema, until_end=args.until_end,
                poll_interval=args.poll_interval, max_batch_chunks=args.max_batch_chunks,
                thresholds=Thresholds.from_overrides(args.threshold), stop=stop, retry_seconds=args.retry_seconds)
     log.info("detect finished in %.1fs", time.monotonic() - started)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 
 from txnwatch.detect.jvm_startup import driver_java_options
 from txnwatch.errors import first_line
@@ -87,9 +86,11 @@ def get_spark(app_name: str = "txnwatch-detect", master: str | None = None):
     if os.environ.get("DATABRICKS_RUNTIME_VERSION"):
         spark = SparkSession.builder.getOrCreate()
         _apply(spark, TUNING_CONF)
+        log.info("Spark on Databricks: %s", f"Spark Connect client of {remote.split(';')[0] or 'the runtime'}"
+                 if is_connect(spark) else "classic driver")
         return spark
     if remote:
-        spark = _connect_session(SparkSession, app_name, remote)
+        spark = _connect_session(app_name, remote)
     else:
         spark = _classic_session(SparkSession, app_name, master)
     _apply(spark, TUNING_CONF)
@@ -100,23 +101,44 @@ def get_spark(app_name: str = "txnwatch-detect", master: str | None = None):
     return spark
 
 
-def _connect_session(session_cls, app_name: str, remote: str):
-    """A Spark Connect client. A master cannot be set on it (CANNOT_CONFIGURE_SPARK_CONNECT_MASTER):
-    `SPARK_REMOTE=local[N]` names the local server's master itself."""
-    builder = session_cls.builder.appName(app_name)
+def _connect_session(app_name: str, remote: str):
+    """A Spark Connect client. A master cannot be set on it (CANNOT_CONFIGURE_SPARK_CONNECT_MASTER)."""
+    from pyspark.sql.connect.session import SparkSession as ConnectSession
+
     if remote.startswith("local"):
-        # pyspark starts the local Connect server in this process: it takes the process settings.
-        ensure_java()
-        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-        for key, value in _process_conf(remote).items():
-            builder = builder.config(key, value)
-    with warnings.catch_warnings():
-        # The client then re-sets each option on its session and warns for the server-wide ones, which
-        # the local server has already taken at start.
-        warnings.filterwarnings("ignore", message="Failed to set spark\\.")
-        spark = builder.getOrCreate()
-    log.info("Spark Connect client of %s", remote if remote.startswith("local") else remote.split(";")[0])
+        remote = _start_local_connect_server(remote, app_name)
+    # The Connect builder itself: pyspark's generic one refuses a client beside this process's own
+    # (server-side) context.
+    spark = ConnectSession.builder.remote(remote).appName(app_name).getOrCreate()
+    # What pyspark's own remote path sets: `pyspark.sql.functions` then builds Connect columns, even
+    # though this process also holds the local server's (classic) context.
+    os.environ["SPARK_CONNECT_MODE_ENABLED"] = "1"
+    log.info("Spark Connect client of %s", remote.split(";")[0])
     return spark
+
+
+def _start_local_connect_server(master: str, app_name: str) -> str:
+    """Start a Spark Connect server in this process's JVM on an ephemeral loopback port; its address.
+
+    pyspark's own `SPARK_REMOTE=local[N]` serves on the fixed port 15002, so a second local job on the
+    machine (or a job beside the test suite) cannot start. The server is the same plugin pyspark uses.
+    """
+    from pyspark import SparkConf, SparkContext
+
+    ensure_java()
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    conf = {**_process_conf(master), "spark.master": master, "spark.app.name": app_name,
+            "spark.plugins": "org.apache.spark.sql.connect.SparkConnectPlugin",
+            "spark.connect.grpc.binding.address": "127.0.0.1", "spark.connect.grpc.binding.port": "0"}
+    remote = os.environ.pop("SPARK_REMOTE", None)  # else pyspark would make this context a client too
+    try:
+        sc = SparkContext.getOrCreate(SparkConf().setAll(list(conf.items())))
+    finally:
+        if remote is not None:
+            os.environ["SPARK_REMOTE"] = remote
+    sc.setLogLevel("ERROR")
+    service = getattr(getattr(sc._jvm, "org.apache.spark.sql.connect.service.SparkConnectService$"), "MODULE$")
+    return f"sc://127.0.0.1:{service.localPort()}"
 
 
 def _classic_session(session_cls, app_name: str, master: str | None):

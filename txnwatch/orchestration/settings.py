@@ -70,7 +70,18 @@ class DatabricksConfig:
     wheel: str | None = None
     # What the wheel needs beyond the Databricks runtime (which has pyspark, pyarrow, pandas, boto3).
     pypi_packages: str = "psycopg[binary]==3.3.9,tenacity==9.2.1"
+    # serverless | job_cluster | existing_cluster (None: existing_cluster when a cluster id is set, else
+    # job_cluster). See databricks.py for what each needs.
+    compute: str | None = None
     existing_cluster_id: str | None = None
+    # A new job cluster's Unity Catalog access mode: standard (Databricks' recommendation for classic
+    # compute; the driver is a Spark Connect client), dedicated (classic driver, one user or group), or
+    # policy (the cluster policy `policy_id` sets it).
+    access_mode: str = "standard"
+    single_user_name: str | None = None
+    policy_id: str | None = None
+    # Serverless environment version (4: Python 3.12 with a Spark 4 Connect client).
+    environment_version: str = "4"
     # Databricks Runtime 17.3 LTS: Apache Spark 4.0.0, Scala 2.13 (the job needs Spark >= 4.0).
     spark_version: str = "17.3.x-scala2.13"
     node_type_id: str = "i3.xlarge"
@@ -89,7 +100,12 @@ _DATABRICKS_KEYS = {
     "entry_script": "TXNWATCH_DATABRICKS_ENTRY_SCRIPT",
     "wheel": "TXNWATCH_DATABRICKS_WHEEL",
     "pypi_packages": "TXNWATCH_DATABRICKS_PYPI",
+    "compute": "TXNWATCH_DATABRICKS_COMPUTE",
     "existing_cluster_id": "TXNWATCH_DATABRICKS_CLUSTER_ID",
+    "access_mode": "TXNWATCH_DATABRICKS_ACCESS_MODE",
+    "single_user_name": "TXNWATCH_DATABRICKS_SINGLE_USER",
+    "policy_id": "TXNWATCH_DATABRICKS_POLICY_ID",
+    "environment_version": "TXNWATCH_DATABRICKS_ENVIRONMENT_VERSION",
     "spark_version": "TXNWATCH_DATABRICKS_SPARK_VERSION",
     "node_type_id": "TXNWATCH_DATABRICKS_NODE_TYPE",
     "num_workers": "TXNWATCH_DATABRICKS_NUM_WORKERS",

@@ -107,7 +107,7 @@ def databricks_payload_for_run(params: dict, dag_id: str, run_id: str, task_id: 
     to the release of the code this DAG runs (checked to be deployed unless explicit paths are set)."""
     from airflow.sdk import Variable
 
-    from txnwatch.orchestration.databricks import build_submit_payload, idempotency_token
+    from txnwatch.orchestration.databricks import build_submit_payload
     from txnwatch.orchestration.release import current_release
     from txnwatch.orchestration.settings import databricks_config
 
@@ -119,9 +119,9 @@ def databricks_payload_for_run(params: dict, dag_id: str, run_id: str, task_id: 
 
     cfg = databricks_config(get_variable)
     release = current_release()
-    token = idempotency_token(dag_id, run_id, task_id)
+    # No idempotency token here: the submitting task sets one per try (dags/mechanism_y_detect.py).
     payload = build_submit_payload(cfg=cfg, release=release, landing=params["landing"],
-                                   output=params["output"], schema=params["schema"], token=token,
+                                   output=params["output"], schema=params["schema"],
                                    run_name=f"txnwatch-detect {run_id}"[:100],
                                    until_end=bool(params.get("until_end", True)),
                                    thresholds=params.get("thresholds") or {})
