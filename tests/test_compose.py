@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 
 import pytest
 import yaml
@@ -79,3 +81,34 @@ def test_dockerfile():
     assert re.search(r"^FROM apache/airflow:3\.3\.2\b", text, re.M)
     assert "openjdk" in text and "JAVA_HOME" in text
     assert "requirements.txt" in text
+
+
+def _compose_config(tmp_path, compose_file) -> subprocess.CompletedProcess:
+    """`docker-compose config`: Debian's compose implementation parses and validates the file against the
+    compose schema without a container engine (.ci/run installs it)."""
+    exe = shutil.which("docker-compose")
+    if exe is None:
+        pytest.fail("docker-compose is missing: `apt-get install -y docker-compose` (.ci/run installs it)")
+    from txnwatch.orchestration.compose import write_env_file
+
+    env_file = tmp_path / "compose.env"
+    write_env_file(env_file)
+    return subprocess.run([exe, "--env-file", str(env_file), "-f", str(compose_file), "config"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+
+
+def test_compose_file_passes_a_real_compose_implementation(tmp_path):
+    out = _compose_config(tmp_path, ROOT / "docker-compose.yaml")
+    assert out.returncode == 0, out.stderr
+    assert set(yaml.safe_load(out.stdout)["services"]) >= AIRFLOW_SERVICES
+
+
+def test_compose_check_refuses_a_key_the_compose_spec_does_not_know(tmp_path):
+    bad = ROOT / f".compose-check-{tmp_path.name}.yaml"  # beside the real file: same relative paths
+    bad.write_text((ROOT / "docker-compose.yaml").read_text().replace("\n  postgres:\n",
+                                                                       "\n  postgres:\n    bogus_key: 1\n", 1))
+    try:
+        out = _compose_config(tmp_path, bad)
+    finally:
+        bad.unlink()
+    assert out.returncode != 0 and "Unsupported config option for services.postgres: 'bogus_key'" in out.stderr

@@ -24,6 +24,16 @@ def test_local_store_put_is_atomic_and_listable(tmp_path):
     assert not list((tmp_path / "landing" / "chunk_00000001").glob(".*"))
 
 
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_local_store_files_get_the_mode_the_umask_says(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        open_store(str(tmp_path / "out")).put("detections_00000001.jsonl", b"{}\n")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out" / "detections_00000001.jsonl").stat().st_mode & 0o777 == mode
+
+
 def test_file_url_is_a_local_store(tmp_path):
     store = open_store(f"file://{tmp_path}")
     store.put("x.txt", b"1")

@@ -17,6 +17,20 @@ from txnwatch.errors import TxnwatchError
 from txnwatch.retry import is_transient
 
 
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask sets it while reading, racing other threads)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 class Store(Protocol):
     url: str
 
@@ -45,6 +59,7 @@ class LocalStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
+            os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide chunks and output from other readers
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
                 f.flush()
