@@ -95,6 +95,12 @@ def test_browser_live_view_shows_chunks_processed_increasing_during_a_run(
 def test_browser_without_login_the_view_and_its_json_are_refused(api_server, ui_page):
     page = ui_page
     assert page.goto(api_server.url + "/txnwatch/view").status == 401
+    assert page.request.get(api_server.url + "/txnwatch/api/state/txnwatch").status == 401
     page.get_by_role("link", name="log in to Airflow").click()
     expect(page.get_by_role("button", name="Sign in")).to_be_visible()  # Airflow's login form
-    assert page.request.get(api_server.url + "/txnwatch/api/state/txnwatch").status == 401
+    page.get_by_label("Username").fill(api_server.username)
+    page.get_by_label("Password").fill(api_server.password)
+    page.get_by_role("button", name="Sign in").click()
+    # The login round trip ends on the view, not on Airflow's home page.
+    page.wait_for_url("**/txnwatch/view")
+    expect(page.locator("#verdict")).to_be_visible()

@@ -87,7 +87,8 @@ def create_app(db_url=state_db_url) -> FastAPI:
         """A browser refused the page gets the same status with a line of HTML and a link to log in."""
         wants_html = "text/html" in request.headers.get("accept", "")
         if exc.status_code in (401, 403) and request.url.path.endswith("/view") and wants_html:
-            login = "../" + get_auth_manager().get_url_login().lstrip("/")
+            # `next`: the login page brings the user back here once signed in.
+            login = "../" + get_auth_manager().get_url_login(next_url=str(request.url)).lstrip("/")
             body = (f"<!doctype html><title>txnwatch live</title><p>{html.escape(str(exc.detail))}: "
                     f'<a href="{html.escape(login)}">log in to Airflow</a>, then open this view again.</p>')
             return HTMLResponse(body, status_code=exc.status_code, headers=exc.headers)
