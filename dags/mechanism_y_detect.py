@@ -34,7 +34,7 @@ from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
 from airflow.providers.databricks.operators.databricks import DatabricksSubmitRunOperator
 from airflow.sdk import Param, dag, task
 
-from txnwatch.config import thresholds_json_schema
+from txnwatch.config import threshold_field_schemas, thresholds_from_params, thresholds_json_schema
 from txnwatch.orchestration import settings as cfg
 from txnwatch.orchestration.databricks import run_token
 from txnwatch.orchestration.operators import LocalSparkSubmitOperator
@@ -63,9 +63,13 @@ PARAMS = {
     "schema": Param(cfg.DEFAULT_SCHEMA, type="string", pattern="^[a-z_][a-z0-9_]{0,62}$",
                     title="Postgres schema", description="Schema holding state and checkpoints "
                                                          "(the same as Mechanism X's)."),
-    "thresholds": Param(None, type=["object", "null"], title="Rule thresholds (optional)",
-                        description="Overrides of the rule thresholds, e.g. {\"child_min_txns\": 80}; empty = "
-                                    "the specified defaults. Names: "
+    # Each rule threshold its own typed field (default, bounds, meaning), in one section of the form.
+    **{name: Param(field.pop("default"), section="Rule thresholds", **field)
+       for name, field in threshold_field_schemas().items()},
+    "thresholds": Param(None, type=["object", "null"], title="Threshold overrides (JSON, for scripts)",
+                        section="Advanced",
+                        description="For `airflow dags trigger -c '{\"thresholds\": {...}}'` and the REST API: "
+                                    "overrides applied over the fields above. Names: "
                                     + ", ".join(thresholds_json_schema()["properties"])
                                     + ". An unknown name is refused.",
                         **{k: v for k, v in thresholds_json_schema().items() if k != "type"}),
@@ -84,7 +88,7 @@ PARAMS = {
     render_template_as_native_obj=True,
     tags=["txnwatch", "mechanism-y", "detect", "spark"],
     template_searchpath=[str(cfg.SQL_DIR)],
-    user_defined_macros={"run_token": run_token},
+    user_defined_macros={"run_token": run_token, "run_thresholds": thresholds_from_params},
 )
 def mechanism_y_detect():
     create_tables = SQLExecuteQueryOperator(
@@ -106,7 +110,7 @@ def mechanism_y_detect():
         output_location="{{ params.output }}",
         schema="{{ params.schema }}",
         until_end="{{ params.until_end }}",
-        thresholds="{{ params.thresholds }}",
+        thresholds="{{ run_thresholds(params) }}",
         execution_timeout=timedelta(seconds=cfg.DETECT_TIMEOUT_S),
         doc_md="The detection job with the local Spark. **Skipped** when the runner is `databricks`.",
     )

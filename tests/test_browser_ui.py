@@ -19,11 +19,13 @@ from browser_support import UI_TIMEOUT_MS, log_in, shot
 from conftest import wait_for
 from playwright.sync_api import expect
 
+from txnwatch.config import THRESHOLD_TITLES, Thresholds
+
 pytest_plugins = ["airflow_fixtures"]
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 X, Y = "mechanism_x_ingest", "mechanism_y_detect"
-THRESHOLDS = "Rule thresholds (optional)"
+THRESHOLDS = "Threshold overrides (JSON, for scripts)"
 # Y's Spark session warming up, or both runs, on a busy two-core machine: bounds, not pauses.
 Y_READY_TIMEOUT_MS = 600_000
 RUNS_TIMEOUT_S = 900
@@ -79,6 +81,14 @@ def fill(form, values: dict) -> None:
         field(form, title).get_by_role(role).fill(str(value))
 
 
+def open_section(form, name: str) -> None:
+    """Expand a section of the params form (Airflow renders each `section` collapsed)."""
+    button = form.get_by_role("button", name=name, exact=True)
+    if button.get_attribute("aria-expanded") != "true":
+        button.click()
+    expect(button).to_have_attribute("aria-expanded", "true")
+
+
 def paste_json(page, form, title: str, value: dict) -> None:
     """Paste JSON into an object param's code editor, as a user does (typing would fight the editor's
     auto-closing brackets), then wait until the editor shows it."""
@@ -122,7 +132,8 @@ def test_browser_ui_triggers_both_dags_and_shows_their_logs(ui, ui_page, small_d
 
     form = open_trigger_form(page, la, Y)
     fill(form, {"Landing zone": str(landing), "Output location": str(output), "Postgres schema": schema})
-    paste_json(page, form, THRESHOLDS, small_dataset["thresholds"])
+    open_section(form, "Rule thresholds")
+    fill(form, {THRESHOLD_TITLES[name]: value for name, value in small_dataset["thresholds"].items()})
     shot(page, "03_y_form")
     y_run = submit(page, form, "03_y_form")
     wait_until_y_is_ready(page, schema)
@@ -168,13 +179,24 @@ def test_browser_form_refuses_a_misspelled_threshold(ui, ui_page, schema):
     runs_before = api.dag_runs(Y)
     form = open_trigger_form(page, la, Y)
     fill(form, {"Postgres schema": schema})
+    # Each threshold is a typed field with its default: a name cannot be misspelled there.
+    open_section(form, "Rule thresholds")
+    for name, title in THRESHOLD_TITLES.items():
+        box = field(form, title).get_by_role("spinbutton")
+        assert float(box.input_value()) == getattr(Thresholds(), name), name
+        assert box.get_attribute("aria-valuemin") == "0"
+        if name.endswith("_percentile"):
+            assert box.get_attribute("aria-valuemax") == "1", name
+    shot(page, "10_y_form_threshold_fields")
+    # The JSON object kept for scripts still refuses an unknown name.
+    open_section(form, "Advanced")
     paste_json(page, form, THRESHOLDS, {"child_min_txn": 5})
     form.get_by_test_id("trigger-dag-submit").click()
     refusal = form.get_by_text("'child_min_txn' was unexpected", exact=False).first
     expect(refusal).to_be_visible()
     # The message (with the whole JSON schema after it) is above the long form: show its first lines.
     refusal.evaluate("e => e.scrollIntoView({block: 'start'})")
-    shot(page, "10_y_form_refuses_a_typo")
+    shot(page, "11_y_form_refuses_a_typo")
     assert "Additional properties are not allowed" in form.inner_text()
     assert "/runs/" not in page.url
     assert api.dag_runs(Y) == runs_before

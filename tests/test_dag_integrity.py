@@ -194,3 +194,32 @@ def test_databricks_submit_renders_a_new_idempotency_token_per_try(bag):
     first, second = bag["token_by_try"]
     assert first == idempotency_token("mechanism_y_detect", "manual__1", "run_detect_databricks", 1)
     assert second == idempotency_token("mechanism_y_detect", "manual__1", "run_detect_databricks", 2)
+
+
+def test_y_form_has_one_typed_field_per_threshold_in_its_own_section(bag):
+    from dataclasses import fields
+
+    from txnwatch.config import Thresholds
+
+    params = bag["dags"]["mechanism_y_detect"]["params"]
+    for f in fields(Thresholds):
+        param = params[f.name]
+        schema = param["schema"]
+        assert param["default"] == f.default and schema["section"] == "Rule thresholds", f.name
+        assert schema["type"] == ("integer" if f.type == "int" else "number") and schema["minimum"] == 0
+        assert schema["title"] and param["description"], f.name
+        if f.name.endswith("_percentile"):
+            assert schema["maximum"] == 1
+
+
+@pytest.mark.parametrize("params, expected", [
+    ({}, {}),  # every field at its default: nothing to override
+    ({"child_min_txns": 80, "dei_min_female_customers": 7}, {"dei_min_female_customers": 7}),
+    # A script's conf object wins over the fields (which the form always sends).
+    ({"child_min_txns": 8, "thresholds": {"child_min_txns": 9}}, {"child_min_txns": 9}),
+    ({"child_min_txns": 80, "thresholds": None}, {}),
+])
+def test_y_run_thresholds_are_the_fields_with_the_conf_object_over_them(params, expected):
+    from txnwatch.config import thresholds_from_params
+
+    assert thresholds_from_params(params) == expected

@@ -52,6 +52,33 @@ THRESHOLD_HELP = {
 }
 
 
+# The title each threshold's own field carries in the Y DAG's trigger form.
+THRESHOLD_TITLES = {
+    "upgrade_min_merchant_txns": "UPGRADE: merchant transactions above",
+    "upgrade_count_percentile": "UPGRADE: count percentile",
+    "upgrade_weight_percentile": "UPGRADE: weight percentile",
+    "child_min_txns": "CHILD: transactions at least",
+    "child_max_avg_amount": "CHILD: mean amount below (INR)",
+    "dei_min_female_customers": "DEI-NEEDED: female customers above",
+    "tolerance": "Comparison tolerance",
+}
+
+
+def threshold_field_schemas() -> dict[str, dict]:
+    """Per threshold, the JSON schema of its own typed form field: type, default, bounds, title, meaning."""
+    props = thresholds_json_schema()["properties"]
+    return {name: {**props[name], "title": THRESHOLD_TITLES[name]} for name in props}
+
+
+def thresholds_from_params(params: dict) -> dict:
+    """The threshold overrides of a DAG run: its typed threshold fields, with its `thresholds` object (the
+    conf scripts pass, `{"thresholds": {...}}`) over them; only the values that differ from the defaults."""
+    defaults = asdict(Thresholds())
+    merged = {name: params[name] for name in defaults if params.get(name) is not None}
+    merged.update(params.get("thresholds") or {})
+    return {name: value for name, value in merged.items() if value != defaults[name]}
+
+
 def thresholds_json_schema() -> dict:
     """JSON schema of a thresholds override object: every name with its type, default and meaning;
     unknown names are refused (`additionalProperties: false`), so a typo fails where it is typed."""

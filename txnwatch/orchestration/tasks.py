@@ -107,6 +107,7 @@ def databricks_payload_for_run(params: dict, dag_id: str, run_id: str, task_id: 
     to the release of the code this DAG runs (checked to be deployed unless explicit paths are set)."""
     from airflow.sdk import Variable
 
+    from txnwatch.config import thresholds_from_params
     from txnwatch.orchestration.databricks import build_submit_payload
     from txnwatch.orchestration.release import current_release
     from txnwatch.orchestration.settings import databricks_config
@@ -124,7 +125,7 @@ def databricks_payload_for_run(params: dict, dag_id: str, run_id: str, task_id: 
                                    output=params["output"], schema=params["schema"],
                                    run_name=f"txnwatch-detect {run_id}"[:100],
                                    until_end=bool(params.get("until_end", True)),
-                                   thresholds=params.get("thresholds") or {})
+                                   thresholds=thresholds_from_params(params))
     if not (cfg.wheel and cfg.entry_script):
         databricks_release_check(cfg, release, databricks_conn_id)
     log.info("Databricks payload (secret references only): %s", payload)
