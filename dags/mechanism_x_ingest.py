@@ -15,7 +15,9 @@ Tasks, and when each is **skipped** (pink in the grid):
   what it waits for; a local file that does not exist fails at once with its path.
 * `create_state_tables`: `sql/init_postgres_tables.sql`, idempotent.
 * `publish_importance`: the normalised importance file at `<landing>/_reference/`.
-* `produce_chunks`: the long-running producer, checkpointed per chunk (a retry resumes).
+* `produce_chunks`: the long-running producer, checkpointed per chunk (a retry resumes). A landing zone
+  that already holds a finished replay fails the run at once, saying what to change (a new landing zone
+  and schema, or `mechanism_y_detect` with `start_over`).
 
 Connections: `postgres_default` (state), `aws_default` (when a location is `s3://`).
 """

@@ -8,8 +8,10 @@ every chunk's lag. Once its Spark session is warm it records a readiness mark in
 
 Tasks, and when each is **skipped** (pink in the grid):
 
-* `create_state_tables`: `sql/init_postgres_tables.sql`, idempotent.
-* `choose_runner`: picks the branch named by the `runner` param.
+* `choose_runner`: with `start_over`, clears the landing zone, output and schema; without it, fails at
+  once, saying what to change, when the schema already finished a replay (a stopped stream resumes).
+  Then picks the branch named by the `runner` param.
+* `create_state_tables`: `sql/init_postgres_tables.sql`, idempotent, beside the job (not before it).
 * `run_detect_local`: `spark-submit spark_jobs/detect_job.py` with the project's own Spark.
   Skipped when the runner is `databricks`.
 * `run_detect_databricks_payload` → `run_detect_databricks`: `DatabricksSubmitRunOperator`, one task
@@ -45,6 +47,7 @@ DEFAULT_ARGS = {
     "retry_delay": timedelta(seconds=10),
 }
 
+CREATE_TABLES = "create_state_tables"
 RUN_LOCAL = "run_detect_local"
 RUN_DATABRICKS = "run_detect_databricks"
 
@@ -57,6 +60,10 @@ PARAMS = {
     "runner": Param("local", type="string", enum=["local", "databricks"], title="Runner",
                     description="local: spark-submit on this machine; databricks: a Databricks job run "
                                 "through the databricks_default connection."),
+    "start_over": Param(False, type="boolean", title="Start over",
+                        description="Clear this landing zone, output and schema first (everything of the "
+                                    "previous replay: destructive), then replay from chunk 1. Off: a finished "
+                                    "stream fails the run saying so; a stopped one resumes."),
     "until_end": Param(True, type="boolean", title="Stop at the end",
                        description="Exit once the last chunk counted by _END.json is processed "
                                    "(off: keep watching until the task is stopped)."),
@@ -92,7 +99,7 @@ PARAMS = {
 )
 def mechanism_y_detect():
     create_tables = SQLExecuteQueryOperator(
-        task_id="create_state_tables",
+        task_id=CREATE_TABLES,
         conn_id=cfg.POSTGRES_CONN_ID,
         # One transaction (autocommit off): the file's advisory lock serialises the two DAGs' initialisers.
         sql="init_postgres_tables.sql",
@@ -100,9 +107,14 @@ def mechanism_y_detect():
     )
 
     @task.branch
-    def choose_runner(params=None) -> str:
-        """`local` runs run_detect_local (the Databricks pair is skipped); `databricks` the reverse."""
-        return RUN_DATABRICKS + "_payload" if params["runner"] == "databricks" else RUN_LOCAL
+    def choose_runner(params=None) -> list[str]:
+        """Start over (when asked) or refuse a finished stream, then `local` runs run_detect_local (the
+        Databricks pair is skipped), `databricks` the reverse; the state tables are created beside it."""
+        from txnwatch.orchestration.tasks import prepare_replay
+
+        prepare_replay(cfg.POSTGRES_CONN_ID, cfg.AWS_CONN_ID, params)
+        runner = RUN_DATABRICKS + "_payload" if params["runner"] == "databricks" else RUN_LOCAL
+        return [runner, CREATE_TABLES]
 
     run_local = LocalSparkSubmitOperator(
         task_id=RUN_LOCAL,
@@ -145,8 +157,9 @@ def mechanism_y_detect():
 
         return report_via_connection(cfg.POSTGRES_CONN_ID, params["schema"])
 
+    # The job starts right after the check; the tables are created beside it (the job creates them too).
     branch = choose_runner()
-    create_tables >> branch
+    branch >> create_tables
     branch >> run_local
     branch >> payload >> run_databricks
     [run_local, run_databricks] >> report()

@@ -82,6 +82,9 @@ class WorkspaceFiles:
             return 204, {}, b""
         if not local.is_file():
             return _error(404, "NOT_FOUND", f"The file {path} does not exist")
+        if method == "DELETE":
+            local.unlink()
+            return 204, {}, b""
         stat = local.stat()
         headers = {"Content-Type": "application/octet-stream", "Content-Length": str(stat.st_size),
                    "Last-Modified": formatdate(stat.st_mtime, usegmt=True)}

@@ -202,6 +202,9 @@ class DatabricksStandin:
             def do_HEAD(self):
                 self._handle("HEAD")
 
+            def do_DELETE(self):
+                self._handle("DELETE")
+
         self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self._link_volumes()

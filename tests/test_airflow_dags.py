@@ -16,6 +16,7 @@ from airflow_support import (
     reference_keys,
     start,
 )
+from conftest import wait_for
 
 pytest_plugins = ["airflow_fixtures"]
 
@@ -56,6 +57,35 @@ def test_airflow_dags_test_both_dags_concurrently(airflow_local, small_dataset, 
     got = detection_keys(read_detections(output))
     assert got == reference_keys(landing, small_dataset["thresholds"])
     assert {p for p, _, _ in got} == {"PatId1", "PatId2", "PatId3"}
+
+    # The same flow triggered again as it was: each DAG fails at once saying what to change, instead of
+    # succeeding having done nothing.
+    for dag_id, conf, reason in (("mechanism_y_detect", conf_y, f"schema {schema} already finished a replay"),
+                                 ("mechanism_x_ingest", conf_x, f"landing zone {landing} already holds a "
+                                                                "finished replay")):
+        log = tmp_path / f"again_{dag_id}.log"
+        again = start(dags_test_cmd(airflow_local, dag_id, conf), env, log)
+        again.wait(300)
+        text = log.read_text(errors="replace")
+        assert reason in text and "start_over" in text, text[-5000:]
+        assert "Traceback" not in text.split(reason)[0][-300:]
+    # With start_over, Y clears the landing zone, output and schema, and the pair replays afresh.
+    y = start(dags_test_cmd(airflow_local, "mechanism_y_detect", {**conf_y, "start_over": True}), env,
+              tmp_path / "y2.log")
+    # X once Y has cleared (as the UI flow waits for Y before triggering X).
+    wait_for(lambda: "start over: deleted" in (tmp_path / "y2.log").read_text(errors="replace"), timeout=240,
+             what="Y to start over")
+    x = start(x_cmd, x_env, tmp_path / "x2.log")
+    try:
+        x.wait(300)
+        y.wait(420)
+    finally:
+        for p in (x, y):
+            if p.poll() is None:
+                p.kill()
+    assert "start over: dropped schema" in (tmp_path / "y2.log").read_text(errors="replace")
+    assert x.returncode == 0 and y.returncode == 0, (tmp_path / "y2.log").read_text(errors="replace")[-3000:]
+    assert detection_keys(read_detections(output)) == got
 
 
 @pytest.mark.slow

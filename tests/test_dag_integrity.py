@@ -135,7 +135,9 @@ def test_y_params_and_branch(bag):
     assert params["runner"]["schema"]["enum"] == ["local", "databricks"]
     assert params["until_end"]["default"] is True
     tasks = dag["tasks"]
-    assert set(tasks["choose_runner"]["downstream"]) == {"run_detect_local", "run_detect_databricks_payload"}
+    assert set(tasks["choose_runner"]["downstream"]) == {"run_detect_local", "run_detect_databricks_payload",
+                                                         "create_state_tables"}
+    assert params["start_over"]["default"] is False  # destructive: only when asked
     assert tasks["run_detect_databricks"]["type"] == "DatabricksSubmitRunOperator"
     assert tasks["run_detect_local"]["type"] == "LocalSparkSubmitOperator"
     assert tasks["report"]["trigger_rule"] == "none_failed_min_one_success"
@@ -146,7 +148,10 @@ def test_y_params_and_branch(bag):
 def test_y_launches_spark_without_waiting_for_the_landing_zone(bag):
     """Y starts together with X: nothing stands between the state tables and the runner's branch."""
     tasks = bag["dags"]["mechanism_y_detect"]["tasks"]
-    assert tasks["create_state_tables"]["downstream"] == ["choose_runner"]
+    # The replay check, then the runner; the tables beside it, not before it.
+    assert tasks["choose_runner"]["downstream"] == ["create_state_tables", "run_detect_databricks_payload",
+                                                    "run_detect_local"]
+    assert tasks["create_state_tables"]["downstream"] == []
     assert not [t for t, v in tasks.items() if "Sensor" in v["type"]]
 
 

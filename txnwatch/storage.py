@@ -36,6 +36,7 @@ class Store(Protocol):
 
     def put(self, key: str, data: bytes) -> None: ...
     def get(self, key: str) -> bytes: ...
+    def delete(self, key: str) -> None: ...
     def exists(self, key: str) -> bool: ...
     def list(self, prefix: str = "") -> list[str]: ...
     def uri(self, key: str) -> str: ...
@@ -77,6 +78,9 @@ class LocalStore:
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
 
     def list(self, prefix: str = "") -> list[str]:
         if not self.root.is_dir():
@@ -168,6 +172,9 @@ class S3Store:
 
     def exists(self, key: str) -> bool:
         return self._head(key) is not None
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
     def list(self, prefix: str = "") -> list[str]:
         full = self._key(prefix)

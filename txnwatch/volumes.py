@@ -85,6 +85,14 @@ class VolumeStore:
     def exists(self, key: str) -> bool:
         return self._metadata(key) is not None
 
+    def delete(self, key: str) -> None:
+        from databricks.sdk.errors import NotFound
+
+        try:
+            self.client.files.delete(self._path(key))
+        except NotFound:
+            pass
+
     def list(self, prefix: str = "") -> list[str]:
         from databricks.sdk.errors import NotFound
 

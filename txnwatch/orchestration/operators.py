@@ -69,6 +69,7 @@ class MechanismXProducerOperator(BaseOperator):
 
         from txnwatch.ingest import run_ingest
         from txnwatch.orchestration.connections import uses_s3
+        from txnwatch.orchestration.tasks import refuse_finished_landing
 
         rows_per_chunk = _require("rows_per_chunk", self.rows_per_chunk, int)
         interval = float(_require("interval_seconds", self.interval_seconds, (int, float)))
@@ -78,6 +79,8 @@ class MechanismXProducerOperator(BaseOperator):
                      if uses_s3(self.source, self.importance, self.landing) else None)
         self.log.info("Mechanism X: %s -> %s (%s rows per chunk, every %ss, schema %s)", self.source,
                       self.landing, rows_per_chunk, interval, self.schema)
+        # A finished landing zone fails the run with what to change, instead of succeeding doing nothing.
+        refuse_finished_landing(db_url_for(self.postgres_conn_id), self.schema, self.landing)
         summary = run_ingest(
             source=self.source, importance=self.importance, landing=self.landing,
             db_url=db_url_for(self.postgres_conn_id), schema=self.schema,

@@ -81,6 +81,43 @@ def inputs_readable(urls: list[str], poke_interval: float, timeout: float) -> bo
     return True
 
 
+def prepare_replay(postgres_conn_id: str, aws_conn_id: str, params: dict) -> None:
+    """Before Y starts: with `start_over`, clear the schema, landing zone and output; else refuse (fail the
+    run, one line) a stream that already finished, instead of resuming it to do nothing (replay.py)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from txnwatch.db import connect
+    from txnwatch.orchestration.replay import finished_stream, start_over
+    from txnwatch.storage import open_store
+
+    schema = params["schema"]
+    s3 = s3_client_for(aws_conn_id) if uses_s3(params["landing"], params["output"]) else None
+    landing, output = (open_store(params[k], s3, check=False) for k in ("landing", "output"))
+    with connect(db_url_for(postgres_conn_id), autocommit=True) as conn:
+        if params.get("start_over"):
+            for line in start_over(conn, schema, [landing, output]):
+                log.info("%s", line)
+            return
+        reason = finished_stream(conn, schema, landing.url)
+    if reason:
+        raise AirflowFailException(reason)
+    log.info("schema %s, landing %s: a new stream or one to resume", schema, landing.url)
+
+
+def refuse_finished_landing(db_url: str, schema: str, landing_url: str) -> None:
+    """X's side: fail the run (one line) when the landing zone already holds a finished replay."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from txnwatch.db import connect
+    from txnwatch.orchestration.replay import finished_landing
+    from txnwatch.storage import open_store
+
+    with connect(db_url, autocommit=True) as conn:
+        reason = finished_landing(conn, schema, open_store(landing_url, check=False).url)
+    if reason:
+        raise AirflowFailException(reason)
+
+
 def databricks_release_check(cfg: Any, release: Any, databricks_conn_id: str) -> None:
     """Fail unless this code's release is deployed where the payload points (`txnwatch databricks deploy`)."""
     from airflow.providers.databricks.hooks.databricks import DatabricksHook

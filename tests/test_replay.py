@@ -1,0 +1,53 @@
+"""A second replay through the DAGs: a finished stream is refused with what to change; `start_over`
+clears the schema, landing zone and output; a stopped stream is not refused (it resumes)."""
+
+from __future__ import annotations
+
+import pytest
+
+from txnwatch.db import connect
+from txnwatch.ingest import run_ingest
+from txnwatch.orchestration.replay import finished_landing, finished_stream, start_over
+from txnwatch.storage import open_store
+
+
+@pytest.fixture
+def landed(tmp_path, pg_server_url, schema, sample_csv, importance):
+    """The real sample landed by X in three chunks, to the end (`_END.json`)."""
+    landing = open_store(str(tmp_path / "landing"))
+    summary = run_ingest(str(sample_csv), str(importance), landing.url, pg_server_url, schema,
+                         rows_per_chunk=4_000, interval=0)
+    assert summary.finished
+    return landing
+
+
+def test_a_finished_landing_zone_is_refused_with_what_to_change(landed, pg_server_url, schema):
+    with connect(pg_server_url, autocommit=True) as conn:
+        reason = finished_landing(conn, schema, landed.url)
+        assert finished_stream(conn, schema, landed.url) == reason
+    assert f"landing zone {landed.url} already holds a finished replay" in reason and "(3 chunks)" in reason
+    assert "start_over" in reason and "another landing zone, output and schema" in reason
+    assert "\n" not in reason
+
+
+def test_a_stream_that_was_stopped_is_not_refused(tmp_path, pg_server_url, schema):
+    from txnwatch.db import init_schema
+
+    landing = open_store(str(tmp_path / "landing"))
+    with connect(pg_server_url, autocommit=True) as conn:
+        assert finished_stream(conn, schema, landing.url) is None  # nothing there yet
+        init_schema(conn, schema)
+        conn.execute(f"INSERT INTO {schema}.x_checkpoint (landing, source, source_sha256, rows_per_chunk, "
+                     "last_chunk) VALUES (%s, 's', 'h', 4000, 1)", (landing.url,))
+        assert finished_stream(conn, schema, landing.url) is None  # 1 chunk of 3 landed: a restart resumes
+
+
+def test_start_over_clears_the_schema_the_landing_zone_and_the_output(landed, tmp_path, pg_server_url, schema):
+    output = open_store(str(tmp_path / "output"))
+    output.put("detections_00000001.jsonl", b"{}\n")
+    with connect(pg_server_url, autocommit=True) as conn:
+        lines = start_over(conn, schema, [landed, output])
+        assert conn.execute("SELECT to_regnamespace(%s)", (schema,)).fetchone()[0] is None
+        assert finished_stream(conn, schema, landed.url) is None
+    assert landed.list() == [] and output.list() == []
+    assert lines[0] == f"start over: dropped schema {schema}" and "deleted 1 objects" in lines[2]
