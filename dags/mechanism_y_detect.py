@@ -8,13 +8,15 @@ every chunk's lag. Once its Spark session is warm it records a readiness mark in
 
 Tasks, and when each is **skipped** (pink in the grid):
 
-* `choose_runner`: with `start_over`, clears the landing zone, output and schema; without it, fails at
+Y starts at once: the local runner's task is the DAG's only root task, and nothing precedes the job but
+its replay check. The job creates its state tables itself (`sql/init_postgres_tables.sql`, idempotent).
+
+* `run_detect_local`: with `start_over`, clears the landing zone, output and schema; without it, fails at
   once, saying what to change, when the schema already finished a replay (a stopped stream resumes).
-  Then picks the branch named by the `runner` param.
-* `create_state_tables`: `sql/init_postgres_tables.sql`, idempotent, beside the job (not before it).
-* `run_detect_local`: `spark-submit spark_jobs/detect_job.py` with the project's own Spark.
+  Then `spark-submit spark_jobs/detect_job.py` with the project's own Spark.
   Skipped when the runner is `databricks`.
-* `run_detect_databricks_payload` → `run_detect_databricks`: `DatabricksSubmitRunOperator`, one task
+* `run_detect_databricks_payload` → `run_detect_databricks`: the same replay check, then
+  `DatabricksSubmitRunOperator`, one task
   (Jobs API 2.2) running the same entry script as a `spark_python_task` on Databricks Runtime 17.3 LTS
   (Spark 4) by default, with the project's wheel as a library, both from the release of this code that
   `txnwatch databricks deploy` put in a Unity Catalog volume (checked before submitting), on a job cluster
@@ -32,7 +34,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
 from airflow.providers.databricks.operators.databricks import DatabricksSubmitRunOperator
 from airflow.sdk import Param, dag, task
 
@@ -47,7 +48,6 @@ DEFAULT_ARGS = {
     "retry_delay": timedelta(seconds=10),
 }
 
-CREATE_TABLES = "create_state_tables"
 RUN_LOCAL = "run_detect_local"
 RUN_DATABRICKS = "run_detect_databricks"
 
@@ -94,28 +94,9 @@ PARAMS = {
     params=PARAMS,
     render_template_as_native_obj=True,
     tags=["txnwatch", "mechanism-y", "detect", "spark"],
-    template_searchpath=[str(cfg.SQL_DIR)],
     user_defined_macros={"run_token": run_token, "run_thresholds": thresholds_from_params},
 )
 def mechanism_y_detect():
-    create_tables = SQLExecuteQueryOperator(
-        task_id=CREATE_TABLES,
-        conn_id=cfg.POSTGRES_CONN_ID,
-        # One transaction (autocommit off): the file's advisory lock serialises the two DAGs' initialisers.
-        sql="init_postgres_tables.sql",
-        autocommit=False,
-    )
-
-    @task.branch
-    def choose_runner(params=None) -> list[str]:
-        """Start over (when asked) or refuse a finished stream, then `local` runs run_detect_local (the
-        Databricks pair is skipped), `databricks` the reverse; the state tables are created beside it."""
-        from txnwatch.orchestration.tasks import prepare_replay
-
-        prepare_replay(cfg.POSTGRES_CONN_ID, cfg.AWS_CONN_ID, params)
-        runner = RUN_DATABRICKS + "_payload" if params["runner"] == "databricks" else RUN_LOCAL
-        return [runner, CREATE_TABLES]
-
     run_local = LocalSparkSubmitOperator(
         task_id=RUN_LOCAL,
         landing="{{ params.landing }}",
@@ -123,17 +104,24 @@ def mechanism_y_detect():
         schema="{{ params.schema }}",
         until_end="{{ params.until_end }}",
         thresholds="{{ run_thresholds(params) }}",
+        runner="{{ params.runner }}",
+        start_over="{{ params.start_over }}",
         execution_timeout=timedelta(seconds=cfg.DETECT_TIMEOUT_S),
-        doc_md="The detection job with the local Spark. **Skipped** when the runner is `databricks`.",
+        doc_md="The replay check, then the detection job with the local Spark. **Skipped** when the runner is "
+               "`databricks`.",
     )
 
-    @task(task_id=RUN_DATABRICKS + "_payload",
+    # Runs only when run_detect_local skipped itself (runner `databricks`): when Y runs locally, the
+    # scheduler skips this pair without starting a process beside Y's start-up.
+    @task(task_id=RUN_DATABRICKS + "_payload", trigger_rule="all_skipped",
           doc_md="Builds the Databricks runs/submit JSON. **Skipped** when the runner is `local`.")
     def databricks_payload(params=None, dag_run=None) -> dict:
         """The runs/submit JSON (Jobs API 2.2), built at run time from configuration (no secret in it),
-        pinned to the deployed release of this code (`txnwatch databricks deploy`)."""
-        from txnwatch.orchestration.tasks import databricks_payload_for_run
+        pinned to the deployed release of this code (`txnwatch databricks deploy`); first, start over
+        or refuse a finished stream, as the local runner does."""
+        from txnwatch.orchestration.tasks import databricks_payload_for_run, prepare_replay
 
+        prepare_replay(cfg.POSTGRES_CONN_ID, cfg.AWS_CONN_ID, params)
         return databricks_payload_for_run(params, dag_id=cfg.Y_DAG_ID, run_id=dag_run.run_id,
                                           task_id=RUN_DATABRICKS, databricks_conn_id=cfg.DATABRICKS_CONN_ID)
 
@@ -157,11 +145,9 @@ def mechanism_y_detect():
 
         return report_via_connection(cfg.POSTGRES_CONN_ID, params["schema"])
 
-    # The job starts right after the check; the tables are created beside it (the job creates them too).
-    branch = choose_runner()
-    branch >> create_tables
-    branch >> run_local
-    branch >> payload >> run_databricks
+    # The local runner is the one root task: nothing stands between Trigger and Y's start, and nothing
+    # starts beside it. The job creates its state tables itself (txnwatch.db.init_schema, the same SQL).
+    run_local >> payload >> run_databricks
     [run_local, run_databricks] >> report()
 
 

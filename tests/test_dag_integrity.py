@@ -127,7 +127,7 @@ def test_every_task_that_can_be_skipped_says_when(bag, dag_id):
         assert task_id in dag["doc_md"], task_id
 
 
-def test_y_params_and_branch(bag):
+def test_y_params_and_runners(bag):
     dag = bag["dags"]["mechanism_y_detect"]
     params = dag["params"]
     assert {"landing", "output", "runner", "until_end", "schema"} <= set(params)
@@ -135,9 +135,8 @@ def test_y_params_and_branch(bag):
     assert params["runner"]["schema"]["enum"] == ["local", "databricks"]
     assert params["until_end"]["default"] is True
     tasks = dag["tasks"]
-    assert set(tasks["choose_runner"]["downstream"]) == {"run_detect_local", "run_detect_databricks_payload",
-                                                         "create_state_tables"}
     assert params["start_over"]["default"] is False  # destructive: only when asked
+    assert tasks["run_detect_databricks_payload"]["downstream"] == ["run_detect_databricks"]
     assert tasks["run_detect_databricks"]["type"] == "DatabricksSubmitRunOperator"
     assert tasks["run_detect_local"]["type"] == "LocalSparkSubmitOperator"
     assert tasks["report"]["trigger_rule"] == "none_failed_min_one_success"
@@ -146,12 +145,14 @@ def test_y_params_and_branch(bag):
 
 
 def test_y_launches_spark_without_waiting_for_the_landing_zone(bag):
-    """Y starts together with X: nothing stands between the state tables and the runner's branch."""
+    """Y starts together with X, and at once: no task stands before the runner's."""
     tasks = bag["dags"]["mechanism_y_detect"]["tasks"]
-    # The replay check, then the runner; the tables beside it, not before it.
-    assert tasks["choose_runner"]["downstream"] == ["create_state_tables", "run_detect_databricks_payload",
-                                                    "run_detect_local"]
-    assert tasks["create_state_tables"]["downstream"] == []
+    # The local runner is the only root task: no hand-off before Y starts, nothing starting beside it; the
+    # Databricks pair runs only when it skipped itself (runner databricks).
+    roots = {t for t in tasks if not any(t in v["downstream"] for v in tasks.values())}
+    assert roots == {"run_detect_local"}
+    assert tasks["run_detect_local"]["downstream"] == ["report", "run_detect_databricks_payload"]
+    assert tasks["run_detect_databricks_payload"]["trigger_rule"] == "all_skipped"
     assert not [t for t, v in tasks.items() if "Sensor" in v["type"]]
 
 

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowSkipException
 
 from txnwatch.orchestration.settings import AWS_CONN_ID, POSTGRES_CONN_ID
 from txnwatch.orchestration.tasks import db_url_for, s3_client_for
@@ -103,16 +104,21 @@ class LocalSparkSubmitOperator(BaseOperator):
     The database URL goes to the job in the TXNWATCH_DB_URL environment variable (never argv); S3
     credentials of the AWS connection likewise. Spark's output becomes the task log, one timestamp per
     line and Spark's own level (WARN as WARNING). `on_kill` stops the whole spark-submit process group.
+    Skipped unless `runner` is "local"; before the job starts, `start_over` clears the stream or a
+    finished stream fails the task (tasks.prepare_replay), in the same task so that no hand-off delays Y.
     """
 
-    template_fields: Sequence[str] = ("landing", "output_location", "schema", "until_end", "thresholds")
+    template_fields: Sequence[str] = ("landing", "output_location", "schema", "until_end", "thresholds",
+                                      "runner", "start_over")
     ui_color = "#fdf2e8"
 
     def __init__(self, *, landing: str, output_location: str, schema: str = "txnwatch",
-                 until_end: bool | str = True, thresholds: dict | str | None = None,
-                 postgres_conn_id: str = POSTGRES_CONN_ID, aws_conn_id: str = AWS_CONN_ID,
-                 **kwargs: Any) -> None:
+                 until_end: bool | str = True, thresholds: dict | str | None = None, runner: str = "local",
+                 start_over: bool | str = False, postgres_conn_id: str = POSTGRES_CONN_ID,
+                 aws_conn_id: str = AWS_CONN_ID, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.runner = runner
+        self.start_over = start_over
         self.landing = landing
         self.output_location = output_location
         self.schema = schema
@@ -131,7 +137,13 @@ class LocalSparkSubmitOperator(BaseOperator):
             spark_submit_env,
         )
         from txnwatch.orchestration.settings import REPO_ROOT
+        from txnwatch.orchestration.tasks import prepare_replay
 
+        if self.runner != "local":
+            raise AirflowSkipException(f"runner {self.runner}: Y runs in the Databricks tasks")
+        prepare_replay(self.postgres_conn_id, self.aws_conn_id, {
+            "schema": self.schema, "landing": self.landing, "output": self.output_location,
+            "start_over": _require("start_over", self.start_over, bool)})
         until_end = _require("until_end", self.until_end, bool)
         thresholds = _require("thresholds", self.thresholds, (dict, type(None))) or {}
         extra_env: dict[str, str] = {}
