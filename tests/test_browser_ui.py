@@ -130,27 +130,21 @@ def test_browser_ui_triggers_both_dags_and_shows_their_logs(ui, ui_page, small_d
     expect(page.get_by_role("link", name=Y).first).to_be_visible()
     shot(page, "02_dags")
 
+    y_values = {"Landing zone": str(landing), "Output location": str(output), "Postgres schema": schema}
+    y_thresholds = {THRESHOLD_TITLES[name]: value for name, value in small_dataset["thresholds"].items()}
     form = open_trigger_form(page, la, Y)
-    fill(form, {"Landing zone": str(landing), "Output location": str(output), "Postgres schema": schema})
+    fill(form, y_values)
     open_section(form, "Rule thresholds")
-    fill(form, {THRESHOLD_TITLES[name]: value for name, value in small_dataset["thresholds"].items()})
+    fill(form, y_thresholds)
     shot(page, "03_y_form")
-    y_run = submit(page, form, "03_y_form")
-    wait_until_y_is_ready(page, schema)
+    y_run, to_running = trigger_y_and_wait_until_running(page, form, schema, "03_y_form")
+    print(f"Trigger -> Y running on its live tab: {to_running:.1f}s")
     shot(page, "04_y_ready")
-
-    form = open_trigger_form(page, la, X)
-    fill(form, {"Transactions source": small_dataset["source"], "Customer importance source":
+    x_values = {"Transactions source": small_dataset["source"], "Customer importance source":
                 small_dataset["importance"], "Landing zone": str(landing), "Rows per chunk": 5000,
-                "Interval (s)": 0.2, "Postgres schema": schema})
-    shot(page, "05_x_form")
-    x_run = submit(page, form, "05_x_form")
-
-    def finished() -> dict | None:
-        states = {d: api.dag_run(d, r)["state"] for d, r in ((X, x_run), (Y, y_run))}
-        return states if all(s in ("success", "failed") for s in states.values()) else None
-
-    states = wait_for(finished, timeout=RUNS_TIMEOUT_S, interval=2, what="both DAG runs to finish")
+                "Interval (s)": 0.2, "Postgres schema": schema}
+    x_run = trigger_x(page, la, x_values, "05_x_form")
+    states = wait_for_runs(api, {X: x_run, Y: y_run})
     for dag_id, run_id, name in ((Y, y_run, "06_y_run"), (X, x_run, "07_x_run")):
         page.goto(f"{la.api_url}/dags/{dag_id}/runs/{run_id}")
         expect(page.get_by_role("heading", name=run_id)).to_be_visible()
@@ -170,6 +164,54 @@ def test_browser_ui_triggers_both_dags_and_shows_their_logs(ui, ui_page, small_d
     got = detection_keys(read_detections(output))
     assert got == reference_keys(landing, small_dataset["thresholds"])
     assert {p for p, _, _ in got} == {"PatId1", "PatId2", "PatId3"}
+
+    # A second replay with the same form values: the run fails at once and its log's line says why.
+    form = open_trigger_form(page, la, Y)
+    fill(form, y_values)
+    again = submit(page, form, "12_y_again")
+    assert wait_for_runs(api, {Y: again}) == {Y: "failed"}
+    page.goto(f"{la.api_url}/dags/{Y}/runs/{again}/tasks/run_detect_local")
+    expect(page.get_by_text(f"schema {schema} already finished a replay", exact=False).first).to_be_visible()
+    expect(page.get_by_text("start_over on", exact=False).first).to_be_visible()
+    shot(page, "12_y_again_says_why")
+    # Start over: this run's Y on its live tab (the old state is gone), then X; a fresh, equal replay.
+    form = open_trigger_form(page, la, Y)
+    fill(form, y_values)
+    start_over = field(form, "Start over").get_by_role("checkbox")
+    start_over.locator("xpath=..").click()  # the switch the user clicks wraps the (hidden) input
+    expect(start_over).to_be_checked()
+    open_section(form, "Rule thresholds")
+    fill(form, y_thresholds)
+    y_run, _ = trigger_y_and_wait_until_running(page, form, schema, "13_y_start_over")
+    assert not list(output.glob("detections_*.jsonl"))  # cleared before this run's Y started
+    x_run = trigger_x(page, la, x_values, "14_x_again")
+    assert wait_for_runs(api, {X: x_run, Y: y_run}) == {X: "success", Y: "success"}
+    assert detection_keys(read_detections(output)) == got
+
+
+def trigger_y_and_wait_until_running(page, form, schema: str, name: str) -> tuple[str, float]:
+    """Trigger Y; (its run id, seconds from the click to `running` on its live tab)."""
+    import time
+
+    t0 = time.monotonic()
+    run = submit(page, form, name)
+    wait_until_y_is_ready(page, schema)
+    return run, time.monotonic() - t0
+
+
+def trigger_x(page, la, values: dict, name: str) -> str:
+    form = open_trigger_form(page, la, X)
+    fill(form, values)
+    shot(page, name)
+    return submit(page, form, name)
+
+
+def wait_for_runs(api, runs: dict[str, str]) -> dict[str, str]:
+    def finished() -> dict | None:
+        states = {d: api.dag_run(d, r)["state"] for d, r in runs.items()}
+        return states if all(s in ("success", "failed") for s in states.values()) else None
+
+    return wait_for(finished, timeout=RUNS_TIMEOUT_S, interval=2, what="the DAG runs to finish")
 
 
 def test_browser_form_refuses_a_misspelled_threshold(ui, ui_page, schema):

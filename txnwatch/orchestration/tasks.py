@@ -100,6 +100,7 @@ def prepare_replay(postgres_conn_id: str, aws_conn_id: str, params: dict) -> Non
             return
         reason = finished_stream(conn, schema, landing.url)
     if reason:
+        log.error("%s", reason)  # the run's first log line says what to change; the failure repeats it
         raise AirflowFailException(reason)
     log.info("schema %s, landing %s: a new stream or one to resume", schema, landing.url)
 
@@ -115,6 +116,7 @@ def refuse_finished_landing(db_url: str, schema: str, landing_url: str) -> None:
     with connect(db_url, autocommit=True) as conn:
         reason = finished_landing(conn, schema, open_store(landing_url, check=False).url)
     if reason:
+        log.error("%s", reason)
         raise AirflowFailException(reason)
 
 
