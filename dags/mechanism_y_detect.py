@@ -31,9 +31,9 @@ from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
 from airflow.providers.databricks.operators.databricks import DatabricksSubmitRunOperator
 from airflow.sdk import Param, dag, task
 
-from txnwatch.config import thresholds_json_schema
-from txnwatch.orchestration import settings as cfg
-from txnwatch.orchestration.operators import LocalSparkSubmitOperator
+from txnwatch.airflow import settings as cfg
+from txnwatch.airflow.operators import LocalSparkSubmitOperator
+from txnwatch.core.config import thresholds_json_schema
 
 DEFAULT_ARGS = {
     "owner": "txnwatch",
@@ -111,7 +111,7 @@ def mechanism_y_detect():
     def databricks_payload(params=None, dag_run=None) -> dict:
         """The runs/submit JSON (Jobs API 2.2), built at run time from configuration (no secret in it),
         pinned to the deployed release of this code (`txnwatch databricks deploy`)."""
-        from txnwatch.orchestration.tasks import databricks_payload_for_run
+        from txnwatch.airflow.tasks import databricks_payload_for_run
 
         return databricks_payload_for_run(params, dag_id=cfg.Y_DAG_ID, run_id=dag_run.run_id,
                                           task_id=RUN_DATABRICKS, databricks_conn_id=cfg.DATABRICKS_CONN_ID)
@@ -130,7 +130,7 @@ def mechanism_y_detect():
     @task(trigger_rule="none_failed_min_one_success")
     def report(params=None) -> dict:
         """Read the per-chunk metrics and Y's start-up with the Postgres hook and log the summary."""
-        from txnwatch.orchestration.tasks import report_via_connection
+        from txnwatch.airflow.tasks import report_via_connection
 
         return report_via_connection(cfg.POSTGRES_CONN_ID, params["schema"])
 

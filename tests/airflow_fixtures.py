@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from airflow_support import (
+
+from tests.airflow_support import (
     ARTIFACTS,
     SECRET_PASSWORD,
     SMALL_THRESHOLDS,
@@ -15,7 +16,7 @@ from airflow_support import (
     session_airflow,
     standin_client,
 )
-from conftest import free_port
+from tests.helpers import free_port
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +56,7 @@ def password_url(server_url: str) -> str:
 def databricks_standin(tmp_path, pg_server_url):
     """The workspace stand-in (Jobs, Files, Workspace APIs) on a free port, with the volume ARTIFACTS;
     yields (standin, env for Airflow processes)."""
-    from databricks_standin import DatabricksStandin
+    from tests.databricks_standin import DatabricksStandin
 
     standin = DatabricksStandin(token=STANDIN_TOKEN, secrets={"txnwatch/db_url": password_url(pg_server_url)},
                                 log_dir=tmp_path, volumes={ARTIFACTS})

@@ -7,9 +7,9 @@ import re
 
 import pytest
 import yaml
-from airflow_support import ROOT
 
-from txnwatch.orchestration import settings
+from tests.airflow_support import ROOT
+from txnwatch.airflow import settings
 
 AIRFLOW_SERVICES = {"airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
                     "airflow-triggerer"}

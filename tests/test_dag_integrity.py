@@ -8,7 +8,8 @@ import subprocess
 import sys
 
 import pytest
-from airflow_support import ROOT
+
+from tests.airflow_support import ROOT
 
 PROBE = r"""
 import json, sys
@@ -39,7 +40,7 @@ print("PROBE:" + json.dumps(out, default=str))
 
 @pytest.fixture(scope="module")
 def bag(tmp_path_factory):
-    from txnwatch.airflow_local import local_airflow
+    from txnwatch.local.airflow_home import local_airflow
 
     home = tmp_path_factory.mktemp("airflow_home")
     # Parsing needs no metadata database: point at one that is never created.
@@ -102,7 +103,7 @@ def test_x_sensors_free_their_worker_slot_while_waiting(bag):
 
 
 def test_x_source_defaults_are_the_generated_demo_set(bag):
-    from txnwatch.demo_data import demo_data_dir
+    from txnwatch.generate import demo_data_dir
 
     params = bag["dags"]["mechanism_x_ingest"]["params"]
     assert params["source"]["default"] == str(demo_data_dir() / "transactions.csv")
@@ -147,7 +148,7 @@ def test_y_launches_spark_without_waiting_for_the_landing_zone(bag):
 def test_y_thresholds_param_is_optional_and_lists_every_threshold(bag):
     from dataclasses import fields
 
-    from txnwatch.config import Thresholds
+    from txnwatch.core.config import Thresholds
 
     param = bag["dags"]["mechanism_y_detect"]["params"]["thresholds"]
     schema = param["schema"]

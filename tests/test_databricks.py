@@ -16,7 +16,8 @@ import time
 import zipfile
 
 import pytest
-from airflow_support import (
+
+from tests.airflow_support import (
     ARTIFACTS,
     ROOT,
     SECRET_PASSWORD,
@@ -29,15 +30,14 @@ from airflow_support import (
     standin_client,
     start,
 )
-
-from txnwatch.errors import TxnwatchError
-from txnwatch.orchestration.connections import databricks_client_args
+from txnwatch.airflow.connections import databricks_client_args
+from txnwatch.core.errors import TxnwatchError
 from txnwatch.orchestration.databricks import build_submit_payload, idempotency_token
 from txnwatch.orchestration.deploy import release_deployed
 from txnwatch.orchestration.release import current_release
 from txnwatch.orchestration.settings import DatabricksConfig, databricks_config
 
-pytest_plugins = ["airflow_fixtures"]
+pytest_plugins = ["tests.airflow_fixtures"]
 
 
 def test_databricks_idempotency_token_is_stable_and_short():
@@ -275,7 +275,7 @@ def test_databricks_standin_refuses_what_databricks_refuses(databricks_standin, 
 
 
 def _wait_for_end(standin, run_id: int, timeout: float = 240) -> dict:
-    from conftest import wait_for
+    from tests.helpers import wait_for
 
     return wait_for(lambda: (s := standin.describe(standin.runs[run_id])["state"]).get("result_state") and s,
                     timeout=timeout, what=f"run {run_id} to end")
@@ -311,7 +311,7 @@ def test_databricks_standin_fails_a_runtime_older_than_spark_4(databricks_standi
 
 
 def _land(dataset, landing, pg_server_url, schema, rows_per_chunk=5000):
-    from txnwatch.ingest import run_ingest
+    from txnwatch.ingest.job import run_ingest
 
     summary = run_ingest(dataset["source"], dataset["importance"], str(landing), pg_server_url,
                          schema=schema, rows_per_chunk=rows_per_chunk, interval=0)
@@ -322,7 +322,7 @@ def _land(dataset, landing, pg_server_url, schema, rows_per_chunk=5000):
 def two_schemas(pg_server_url):
     import uuid
 
-    from txnwatch.db import connect
+    from txnwatch.core.db import connect
 
     names = [f"t_{uuid.uuid4().hex[:12]}" for _ in range(2)]
     yield names
@@ -394,7 +394,7 @@ def _payload(landing, output, schema, **cfg_overrides) -> dict:
 def test_databricks_dag_refuses_a_release_that_is_not_deployed(airflow_local, databricks_standin,
                                                                pg_server_url):
     standin, db_env = databricks_standin
-    code = ("from txnwatch.orchestration.tasks import databricks_payload_for_run as p\n"
+    code = ("from txnwatch.airflow.tasks import databricks_payload_for_run as p\n"
             "p({'landing': 's3://b/l', 'output': 's3://b/o', 'schema': 's'}, 'd', 'r', 't', 'databricks_default')")
     out = subprocess.run([sys.executable, "-c", code], env=airflow_env(airflow_local, pg_server_url, **db_env),
                          capture_output=True, text=True, timeout=300)

@@ -16,18 +16,18 @@ import psycopg
 import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reference_rules import detect, weights_from_csv
-from y_data import assert_matches_reference, csv_bytes, land
 
-from txnwatch.config import Thresholds
-from txnwatch.db import Link, init_schema
+from tests.reference_rules import detect, weights_from_csv
+from tests.y_data import assert_matches_reference, csv_bytes, land
+from txnwatch.core.config import Thresholds
+from txnwatch.core.db import Link, init_schema
+from txnwatch.core.landing import CANONICAL_COLUMNS, IMPORTANCE_COLUMNS
+from txnwatch.core.storage import open_store
 from txnwatch.detect import state
 from txnwatch.detect.job import DetectSummary, _Batcher
 from txnwatch.detect.live_state import LiveState
 from txnwatch.detect.output import write_pending
 from txnwatch.detect.weights import Weights
-from txnwatch.landing import CANONICAL_COLUMNS, IMPORTANCE_COLUMNS
-from txnwatch.storage import open_store
 
 Y_START = datetime(2025, 7, 4, tzinfo=UTC)
 TYPES = ["es_food", "es_bar", "es_health"]

@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import wait_for
 
-from txnwatch.db import connect, init_schema, render_sql
-from txnwatch.errors import TxnwatchError, first_line
-from txnwatch.storage import open_store
+from tests.helpers import wait_for
+from txnwatch.core.db import connect, init_schema, render_sql
+from txnwatch.core.errors import TxnwatchError, first_line
+from txnwatch.core.storage import open_store
 
 
 def test_local_store_put_is_atomic_and_listable(tmp_path):
@@ -74,7 +74,7 @@ def test_concurrent_initialisers_of_a_new_schema_do_not_collide(pg_server_url):
 
 
 def test_without_a_server_an_embedded_one_is_started_under_the_local_dir(tmp_path, monkeypatch):
-    from txnwatch.embedded_pg import embedded_db_url
+    from txnwatch.core.embedded_pg import embedded_db_url
 
 
     monkeypatch.setenv("TXNWATCH_LOCAL_DIR", str(tmp_path))

@@ -25,20 +25,22 @@ import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from txnwatch.config import Thresholds
-from txnwatch.db import Link, init_schema, redact, resolve_db_url, scrub
+from txnwatch.core import defaults
+from txnwatch.core.config import Thresholds
+from txnwatch.core.db import Link, init_schema, redact, resolve_db_url, scrub
+from txnwatch.core.errors import TxnwatchError, first_line
+from txnwatch.core.failures import job_failures
+from txnwatch.core.landing import END_KEY, REFERENCE_KEY, chunk_key
+from txnwatch.core.retry import RetryPolicy
+from txnwatch.core.stats import percentile
+from txnwatch.core.storage import Store, open_store
 from txnwatch.detect import state
-from txnwatch.detect.faults import fault
 from txnwatch.detect.live_state import LiveState, Match
 from txnwatch.detect.output import write_pending
 from txnwatch.detect.patterns import PATTERNS
 from txnwatch.detect.reader import read_deltas, read_importance
 from txnwatch.detect.warmup import warm_up
 from txnwatch.detect.weights import Weights, collect_weights, compute_weights
-from txnwatch.errors import TxnwatchError, first_line
-from txnwatch.landing import END_KEY, REFERENCE_KEY, chunk_key
-from txnwatch.retry import DEFAULT_RETRY_SECONDS, RetryPolicy
-from txnwatch.storage import Store, open_store, s3_errors
 
 log = logging.getLogger("txnwatch.detect")
 HEARTBEAT_S = 1.0  # y_checkpoint.heartbeat_at is at most this old while Y runs (plus one batch)
@@ -142,7 +144,6 @@ class _Batcher:
             bad = collected.filter(pc.equal(collected["kind"], "q")).to_pylist()
         quarantine = [(r["chunk"], r["line"], r["reason"], r["raw"]) for r in bad]
         quarantine += [(r.chunk, None, r.unreadable, None) for r in reads if r.unreadable]
-        fault("after_spark_read")
 
         try:
             with conn.transaction():
@@ -152,18 +153,15 @@ class _Batcher:
                 t1 = time.monotonic()
                 changes = live.apply_batch(staged)
                 t_rules = time.monotonic() - t1
-                fault("after_rules")
                 t2 = time.monotonic()
                 state.write_changes(conn, schema, changes)
                 metrics = self._metrics(conn, chunks, staged, bad, changes.matches)
                 committed_at = state.commit_batch(conn, schema, chunks[-1], changes.matches, datetime.now(UTC),
                                                   self.y_start, metrics, quarantine, len(chunks),
                                                   time.monotonic() - t0)
-                fault("before_commit")
         except BaseException:
             self._live = None  # memory may be ahead of Postgres: reload before the next batch
             raise
-        fault("after_commit")
         timing = (f"read {t_read:.2f}s, rules {t_rules:.3f}s, write+commit {time.monotonic() - t2:.2f}s, "
                   f"total {time.monotonic() - t0:.2f}s")
 
@@ -204,10 +202,11 @@ class _Batcher:
         return metrics
 
 
-def run_detect(landing: str, output: str, db_url: str, schema: str = "txnwatch", until_end: bool = False,
-               poll_interval: float = 0.1, max_batch_chunks: int = 16, thresholds: Thresholds | None = None,
+def run_detect(landing: str, output: str, db_url: str, schema: str = defaults.SCHEMA, until_end: bool = False,
+               poll_interval: float = defaults.POLL_INTERVAL_S, max_batch_chunks: int = defaults.MAX_BATCH_CHUNKS,
+               thresholds: Thresholds | None = None,
                spark=None, s3_client=None, stop: threading.Event | None = None,
-               retry_seconds: float = DEFAULT_RETRY_SECONDS) -> DetectSummary:
+               retry_seconds: float = defaults.RETRY_SECONDS) -> DetectSummary:
     """Run Mechanism Y until `stop` is set (or, with until_end, the last chunk is processed).
 
     An outage of PostgreSQL or the object store pauses the job for up to `retry_seconds` (retry.py).
@@ -216,23 +215,20 @@ def run_detect(landing: str, output: str, db_url: str, schema: str = "txnwatch",
     loop = _Loop(landing, output, db_url, schema, thresholds or Thresholds(), max_batch_chunks, s3_client,
                  RetryPolicy(retry_seconds, stop, describe=lambda e: scrub(first_line(e))))
     try:
-        loop.policy.run(loop.start, loop.recover)
-        if spark is None:
-            from txnwatch.detect.spark_session import get_spark
+        with job_failures(db_url, "S3 failed"):
+            loop.policy.run(loop.start, loop.recover)
+            if spark is None:
+                from txnwatch.detect.spark_session import get_spark
 
-            spark = get_spark()
-        warm_up(spark)
-        loop.policy.run(lambda: loop.ready(spark), loop.recover)
-        while not stop.is_set():
-            outcome = loop.policy.run(loop.step, loop.recover)
-            if outcome == "done" and until_end:
-                break
-            if outcome != "busy":
-                stop.wait(poll_interval)
-    except psycopg.Error as e:
-        raise TxnwatchError(f"PostgreSQL at {redact(db_url)} failed: {scrub(first_line(e))}") from None
-    except s3_errors() as e:
-        raise TxnwatchError(f"S3 failed: {first_line(e)}") from None
+                spark = get_spark()
+            warm_up(spark)
+            loop.policy.run(lambda: loop.ready(spark), loop.recover)
+            while not stop.is_set():
+                outcome = loop.policy.run(loop.step, loop.recover)
+                if outcome == "done" and until_end:
+                    break
+                if outcome != "busy":
+                    stop.wait(poll_interval)
     finally:
         loop.close()
     _log_summary(loop.summary)
@@ -246,18 +242,12 @@ class _Loop:
                  s3_client, policy: RetryPolicy) -> None:
         self.landing_url, self.output_url, self.db_url, self.schema = landing, output, db_url, schema
         self.th, self.max_batch_chunks, self.s3_client, self.policy = th, max_batch_chunks, s3_client, policy
-        self.link = Link(db_url, setup=self._lock, autocommit=True)
-        self._locked_once = False
+        self.link = Link(db_url, setup=state.job_lock(schema), autocommit=True)
         self.summary = DetectSummary()
         self.started = False  # start() completed: the stores are open and the checkpoint exists
         self.batcher: _Batcher | None = None
         self.last, self.finished, self.end_chunks = 0, False, None
         self.beat = time.monotonic()
-
-    def _lock(self, conn: psycopg.Connection) -> None:
-        # After an outage the old session may not be gone yet: its lock is then retried, not refused.
-        state.acquire_job_lock(conn, self.schema, outage=self._locked_once)
-        self._locked_once = True
 
     def start(self) -> None:
         self.landing = open_store(self.landing_url, client=self.s3_client)
@@ -282,8 +272,7 @@ class _Loop:
     def recover(self) -> None:
         """Before a re-run: a new connection (and job lock), the checkpoint as committed, the state
         reloaded from Postgres (memory may be ahead of it, or behind a commit whose answer was lost)."""
-        self.link.drop()
-        conn = self.link.conn
+        conn = self.link.reconnect()
         if not self.started:  # the outage hit start-up: start() runs again whole
             return
         self.last, self.finished = state.ensure_checkpoint(conn, self.schema, self.landing.url, self.output.url)
@@ -325,17 +314,6 @@ class _Loop:
         self.link.close()
 
 
-def _percentile(values: list[float], q: float) -> float | None:
-    """Linear interpolation between closest ranks (numpy's default), for the summary line."""
-    if not values:
-        return None
-    v = sorted(values)
-    pos = (len(v) - 1) * q
-    lo = int(pos)
-    hi = min(lo + 1, len(v) - 1)
-    return v[lo] + (v[hi] - v[lo]) * (pos - lo)
-
-
 def _log_summary(s: DetectSummary) -> None:
     def sec(v: float | None) -> str:
         return "n/a" if v is None else f"{v:.3f}s"
@@ -343,8 +321,8 @@ def _log_summary(s: DetectSummary) -> None:
     log.info("summary: %d chunks, %d rows, %d rows and %d chunks quarantined, new detections %s, %d files, "
              "last chunk %d%s, lag p50 %s p95 %s max %s", s.chunks, s.rows, s.quarantined_rows,
              s.quarantined_chunks, " ".join(f"{p}={v}" for p, v in s.detections.items()), s.files_written,
-             s.last_chunk, " (finished)" if s.finished else "", sec(_percentile(s.lags, 0.5)),
-             sec(_percentile(s.lags, 0.95)), sec(max(s.lags) if s.lags else None))
+             s.last_chunk, " (finished)" if s.finished else "", sec(percentile(s.lags, 0.5)),
+             sec(percentile(s.lags, 0.95)), sec(max(s.lags) if s.lags else None))
 
 
 def command(args) -> int:

@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from txnwatch.config import Thresholds
+from txnwatch.core.config import Thresholds
 from txnwatch.detect import amounts
 from txnwatch.detect.order_stats import MerchantOrderStats
 from txnwatch.detect.weights import Weights

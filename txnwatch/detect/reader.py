@@ -25,10 +25,10 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from txnwatch.errors import first_line
-from txnwatch.landing import CANONICAL_COLUMNS, IMPORTANCE_COLUMNS, REFERENCE_KEY, chunk_key
-from txnwatch.retry import is_transient
-from txnwatch.storage import S3Store, Store
+from txnwatch.core.errors import first_line
+from txnwatch.core.landing import CANONICAL_COLUMNS, IMPORTANCE_COLUMNS, REFERENCE_KEY, chunk_key
+from txnwatch.core.retry import is_transient
+from txnwatch.core.storage import S3Store, Store
 
 log = logging.getLogger("txnwatch.detect")
 

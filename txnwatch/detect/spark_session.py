@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import os
 
+from txnwatch.detect.javaenv import ensure_java
 from txnwatch.detect.jvm_startup import driver_java_options
-from txnwatch.javaenv import ensure_java
 
 CORRECTNESS_CONF = {
     # Every landed chunk file (~1 MB) its own partition: row numbers within a file stay exact, and a

@@ -17,26 +17,18 @@ import psycopg
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from txnwatch.core.db import JobLock
+from txnwatch.core.errors import TxnwatchError
 from txnwatch.detect.live_state import MERCHANTS_ARROW, PAIRS_ARROW, BatchChanges, LiveState, Match
 from txnwatch.detect.patterns import PATTERNS
-from txnwatch.errors import TxnwatchError
-from txnwatch.retry import Unreachable
 
 log = logging.getLogger("txnwatch.detect")
 
 
-def acquire_job_lock(conn: psycopg.Connection, schema: str, outage: bool = False) -> None:
-    """A session advisory lock per schema: two detection jobs on one schema would double-apply chunks.
-
-    With `outage` (re-locking after a lost connection) a held lock is most likely still our old
-    session's, which the server has not reaped yet: that is reported as an outage, to be retried.
-    """
-    got = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (f"txnwatch-y:{schema}",)).fetchone()[0]
-    if not got:
-        if outage:
-            raise Unreachable("PostgreSQL", f"the job lock of schema {schema!r} is still held (by the session "
-                                            "the outage cut?)")
-        raise TxnwatchError(f"another detection job is already running on schema {schema!r}")
+def job_lock(schema: str) -> JobLock:
+    """Y's lock, one per schema: two detection jobs on one schema would double-apply chunks."""
+    return JobLock(f"txnwatch-y:{schema}", busy=f"another detection job is already running on schema {schema!r}",
+                   name=f"the job lock of schema {schema!r}")
 
 
 def ensure_checkpoint(conn: psycopg.Connection, schema: str, landing: str, output: str) -> tuple[int, bool]:

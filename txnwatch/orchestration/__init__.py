@@ -1,4 +1,2 @@
-"""Orchestration logic shared by the Airflow DAGs, the custom operators, `txnwatch airflow` and the demo.
-
-Nothing here imports pyspark: Airflow parses modules that import this package.
-"""
+"""Running Y on Databricks: the job's settings, the submit payload, and building and deploying a release.
+(Moves to `databricks/` with issue 14.)"""

@@ -13,7 +13,7 @@ import hashlib
 import re
 from typing import Any
 
-from txnwatch.errors import TxnwatchError
+from txnwatch.core.errors import TxnwatchError
 from txnwatch.orchestration.release import Release
 from txnwatch.orchestration.settings import DatabricksConfig
 

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from txnwatch.errors import TxnwatchError, first_line
+from txnwatch.core.errors import TxnwatchError, first_line
 from txnwatch.orchestration.release import (
     ENTRY_SCRIPT_NAME,
     Release,
