@@ -3,10 +3,10 @@
 Each point wraps the library function it sits beside, so a test can act exactly there (cut a proxy, or die
 as if killed -9):
 
-- `after_spark_read`: the batch's chunks are read and collected (`job.read_deltas` returned);
+- `after_spark_read`: the batch's chunks are read and collected (`batch.read_deltas` returned);
 - `after_rules`: the rules ran, inside the batch's transaction (`LiveState.apply_batch` returned);
 - `before_commit`: everything is written, the transaction is not yet committed (`state.commit_batch` returned);
-- `after_commit`: the batch committed (`_Batcher.run` returned having advanced to the batch's last chunk);
+- `after_commit`: the batch committed (`Batches.run` returned having advanced to the batch's last chunk);
 - `before_file` / `after_file`: around the PUT of a detection file (`Store.put` of `detections_*`).
 
 In-process tests arm a point with `arm(point, action, monkeypatch.setattr)`. A test that runs `txnwatch
@@ -58,18 +58,18 @@ def arm(point: str, action: Callable[[], None], setattr_: Callable = setattr) ->
     """Run `action` each time Y reaches `point`. `setattr_` does the patching (pytest's monkeypatch.setattr
     undoes it after the test; the plain `setattr` lasts for the process)."""
     from txnwatch.core import storage
-    from txnwatch.detect import job, state
+    from txnwatch.detect import batch, state
     from txnwatch.detect.live_state import LiveState
 
     if point == "after_spark_read":
-        setattr_(job, "read_deltas", _after(job.read_deltas, action))
+        setattr_(batch, "read_deltas", _after(batch.read_deltas, action))
     elif point == "after_rules":
         setattr_(LiveState, "apply_batch", _after(LiveState.apply_batch, action))
     elif point == "before_commit":
         setattr_(state, "commit_batch", _after(state.commit_batch, action))
     elif point == "after_commit":
         committed = lambda _self, chunks, summary: summary.last_chunk == chunks[-1]  # noqa: E731
-        setattr_(job._Batcher, "run", _after(job._Batcher.run, action, committed))
+        setattr_(batch.Batches, "run", _after(batch.Batches.run, action, committed))
     elif point in ("before_file", "after_file"):
         for cls in (storage.LocalStore, storage.S3Store):
             setattr_(cls, "put", _put(cls.put, action, before=point == "before_file"))

@@ -212,7 +212,7 @@ def test_reapplying_a_committed_chunk_changes_nothing(tmp_path, spark, pg_server
     from datetime import UTC, datetime
 
     from txnwatch.core.db import Link
-    from txnwatch.detect.job import DetectSummary, _Batcher
+    from txnwatch.detect.batch import Batches, DetectSummary
 
     rows, imp = build_rows(1_500, seed=6)
     landing = open_store(str(tmp_path / "landing"))
@@ -228,7 +228,7 @@ def test_reapplying_a_committed_chunk_changes_nothing(tmp_path, spark, pg_server
     link = Link(pg_server_url, autocommit=True)
     try:
         before = snapshot(link.conn)
-        batcher = _Batcher(spark, link, schema, landing, LOW, datetime.now(UTC))
+        batcher = Batches(spark, link, schema, landing, LOW, datetime.now(UTC))
         batcher.run([2, 3], DetectSummary())  # already committed: the checkpoint check makes it a no-op
         batcher.close()
         assert snapshot(link.conn) == before

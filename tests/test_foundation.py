@@ -116,3 +116,19 @@ def test_cli_reports_errors_in_one_line_without_password():
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0, proc.stderr
     assert "cannot connect to PostgreSQL" in proc.stderr and "hunter2" not in proc.stderr
+
+
+def test_the_cli_offers_only_the_commands_whose_modules_are_installed(monkeypatch, capsys):
+    """The Databricks wheel leaves the Airflow and local tooling out: its CLI must not offer them."""
+    from txnwatch import cli
+
+    assert all(cli.available(c) for c in cli.COMMANDS)  # the checkout holds every room
+    monkeypatch.setitem(cli.COMMANDS, "airflow", "txnwatch.no_such_room.airflow_home")
+    monkeypatch.setitem(cli.COMMANDS, "databricks", "txnwatch.orchestration.no_such_module")
+    parser = cli.build_parser()
+    usage = parser.format_usage()
+    assert "{ingest,detect,generate,report}" in usage
+    with pytest.raises(SystemExit) as e:
+        parser.parse_args(["airflow", "dags", "list"])
+    assert e.value.code == 2 and "invalid choice: 'airflow'" in capsys.readouterr().err
+    assert parser.parse_args(["report", "--json"]).json

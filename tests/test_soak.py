@@ -1,6 +1,6 @@
 """Load, not only faults: X replays at 2× and 5× the default rate and Y's lag stays bounded (it does not
 grow chunk after chunk), with the output exact. A short run of tools/soak.py (which `python -m
-tools.soak` runs at full length for the README's figure); TXNWATCH_SOAK_CHUNKS sets the length."""
+tools.soak` runs at full length for docs/benchmarks.md's figures); TXNWATCH_SOAK_CHUNKS sets the length."""
 
 from __future__ import annotations
 

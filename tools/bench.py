@@ -1,4 +1,6 @@
-"""The project's benchmark (`make bench`): the figures the README quotes. A developer tool: not shipped.
+"""The project's benchmark (`make bench`): the figures README.md and docs/benchmarks.md quote.
+
+A developer tool, not shipped.
 
 Every step runs the real CLI in its own process against PostgreSQL, as a user would:
 1. generate: the full-size BankSim-shaped set (1×, ≈594k rows, 4,112 customers) and, unless --no-10x,
@@ -31,6 +33,7 @@ import threading
 import time
 from pathlib import Path
 
+from txnwatch.core import defaults
 from txnwatch.core.db import connect, resolve_db_url
 from txnwatch.core.paths import local_dir
 from txnwatch.core.stats import percentile
@@ -40,8 +43,8 @@ from txnwatch.records.report import collect_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
-ROWS_1X = 594_643
-ROWS_10X = 5_946_430
+ROWS_1X = defaults.FULL_ROWS  # the real BankSim file's size
+ROWS_10X = 10 * defaults.FULL_ROWS
 
 
 class TreeRss:
@@ -127,7 +130,7 @@ class Bench:
     def generate(self, rows: int) -> Path:
         data = self.work / f"data-{rows}"
         if not (data / "transactions.csv").exists():
-            _run([*self.cli, "generate", "--rows", str(rows), "--seed", "7", "--layout", "banksim",
+            _run([*self.cli, "generate", "--rows", str(rows), "--seed", str(defaults.SEED), "--layout", "banksim",
                   "--out-dir", str(data)], self.env, self.work / f"generate-{rows}.log")
         return data
 

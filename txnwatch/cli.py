@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import logging
 import sys
 from collections.abc import Sequence
@@ -10,6 +12,25 @@ from collections.abc import Sequence
 from txnwatch.core import defaults
 from txnwatch.core.db import ScrubFilter, scrub
 from txnwatch.core.errors import TxnwatchError
+
+# Each sub-command and the module that runs it. A build that leaves a module out (the Databricks wheel holds
+# the library Y needs, not the Airflow or local tooling) offers only the commands whose modules it holds.
+COMMANDS = {
+    "ingest": "txnwatch.ingest.job",
+    "detect": "txnwatch.detect.job",
+    "generate": "txnwatch.generate",
+    "report": "txnwatch.records.report",
+    "databricks": "txnwatch.orchestration.deploy",
+    "airflow": "txnwatch.local.airflow_home",
+}
+
+
+def available(command: str) -> bool:
+    """Whether this installation holds the module of `command` (found without importing it)."""
+    try:
+        return importlib.util.find_spec(COMMANDS[command]) is not None
+    except ModuleNotFoundError:  # its package is missing altogether
+        return False
 
 
 def _positive_int(text: str) -> int:
@@ -37,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="txnwatch", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
+    def offer(name: str, **kwargs) -> argparse.ArgumentParser:
+        """The sub-command's parser, or a detached one (offered nowhere) when its module is not installed."""
+        return sub.add_parser(name, **kwargs) if available(name) else argparse.ArgumentParser(add_help=False)
+
     def db_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--db", help="PostgreSQL URL (default: TXNWATCH_DB_URL, else 127.0.0.1:5432, "
                                     "else an embedded server under .local/)")
@@ -47,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="ride out a PostgreSQL or S3 outage for up to this many seconds before failing "
                             f"(default {defaults.RETRY_SECONDS:g}; 0: fail at once)")
 
-    p = sub.add_parser("ingest", help="Mechanism X: land the source as chunks, one per interval")
+    p = offer("ingest", help="Mechanism X: land the source as chunks, one per interval")
     p.add_argument("--source", required=True, help="transactions CSV (plain, .gz, or a .zip holding it): "
                                                    "path, file://, http(s)://, Google Drive link or id, s3://")
     p.add_argument("--importance", required=True, help="customer importance CSV (same kinds of source)")
@@ -62,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "rejected: the wrong file, most likely (0: any rejected row; 1: never)")
     retry_args(p)
 
-    p = sub.add_parser("detect", help="Mechanism Y: the Spark detection job")
+    p = offer("detect", help="Mechanism Y: the Spark detection job")
     p.add_argument("--landing", required=True)
     p.add_argument("--output", required=True, help="where detection files go: local folder, file:// or s3://")
     db_args(p)
@@ -75,18 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a rule threshold (repeatable), e.g. child_min_txns=80")
     retry_args(p)
 
-    p = sub.add_parser("generate", help="write a seeded BankSim-shaped data set and its importance file")
+    p = offer("generate", help="write a seeded BankSim-shaped data set and its importance file")
     p.add_argument("--rows", type=_positive_int, default=defaults.FULL_ROWS)
     p.add_argument("--seed", type=int, default=defaults.SEED)
     p.add_argument("--layout", choices=("banksim", "canonical"), default="banksim")
     p.add_argument("--out-dir", required=True)
 
-    p = sub.add_parser("report", help="per-chunk metrics of the detection job")
+    p = offer("report", help="per-chunk metrics of the detection job")
     db_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--plot", metavar="FILE.png", help="draw lag per chunk and detections over time")
 
-    p = sub.add_parser("databricks", help="build or deploy the library Mechanism Y runs with on Databricks")
+    p = offer("databricks", help="build or deploy the library Mechanism Y runs with on Databricks")
     dbx = p.add_subparsers(dest="databricks_command", required=True)
     b = dbx.add_parser("build", help="build the release wheel (version + content hash) into a folder")
     b.add_argument("--out", default="dist", help="folder for the wheel (default: dist)")
@@ -97,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--profile", help="~/.databrickscfg profile (default: the SDK's unified authentication, "
                                      "e.g. DATABRICKS_HOST and DATABRICKS_TOKEN)")
 
-    p = sub.add_parser("airflow", help="run an Airflow CLI command against the project's local Airflow",
+    p = offer("airflow", help="run an Airflow CLI command against the project's local Airflow",
                        add_help=False)
     p.add_argument("airflow_args", nargs=argparse.REMAINDER)
     return parser
@@ -113,22 +138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("botocore", "boto3", "s3transfer", "urllib3", "py4j", "databricks.sdk"):
         logging.getLogger(name).setLevel(logging.WARNING)
     try:
-        if args.command == "ingest":
-            from txnwatch.ingest.job import command
-        elif args.command == "detect":
+        if args.command == "detect":
             from txnwatch.detect.runtime import require_supported_spark
 
             require_supported_spark()  # before any Spark work: an old runtime fails here with one line
-            from txnwatch.detect.job import command
-        elif args.command == "generate":
-            from txnwatch.generate import command
-        elif args.command == "report":
-            from txnwatch.records.report import command
-        elif args.command == "databricks":
-            from txnwatch.orchestration.deploy import command
-        else:
-            from txnwatch.local.airflow_home import command
-        return int(command(args) or 0)
+        return int(importlib.import_module(COMMANDS[args.command]).command(args) or 0)
     except TxnwatchError as e:
         print(f"txnwatch {args.command}: error: {scrub(str(e))}", file=sys.stderr)
         return 2

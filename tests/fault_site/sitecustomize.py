@@ -13,16 +13,24 @@ _TARGET = "txnwatch.detect.job"
 
 
 class _ArmAfterImport(importlib.abc.MetaPathFinder):
+    def __init__(self) -> None:
+        self._looking = False  # find_spec below asks the other finders: not this one again
+
     def find_spec(self, name, path=None, target=None):
-        if name != _TARGET:
+        if name != _TARGET or self._looking:
             return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(name)
+        self._looking = True
+        try:
+            spec = importlib.util.find_spec(name)  # the CLI only looks (is the module there?), or imports it
+        finally:
+            self._looking = False
         loader = spec.loader
         original = loader.exec_module
 
         def exec_module(module):
             original(module)
+            if self in sys.meta_path:  # armed once, by the import that runs the module
+                sys.meta_path.remove(self)
             root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
             if root not in sys.path:
                 sys.path.append(root)

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from txnwatch.detect.patterns import PATTERNS
+from txnwatch.detect.shapes import PATTERNS
 
 SQL_FILE = Path(__file__).resolve().parents[1] / "sql" / "records.sql"
 

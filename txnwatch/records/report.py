@@ -14,7 +14,7 @@ import psycopg
 
 from txnwatch.core.db import check_schema, connect, redact, resolve_db_url
 from txnwatch.core.errors import TxnwatchError, first_line
-from txnwatch.detect.patterns import PATTERNS
+from txnwatch.detect.shapes import PATTERNS
 from txnwatch.records.queries import detections_per_pattern, one, queries, rows
 
 

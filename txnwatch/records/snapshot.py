@@ -10,7 +10,7 @@ import psycopg
 
 from txnwatch.core.db import check_schema
 from txnwatch.core.errors import TxnwatchError
-from txnwatch.detect.patterns import PATTERNS
+from txnwatch.detect.shapes import PATTERNS
 from txnwatch.records.queries import detections_per_pattern, one, queries, rows
 
 LAG_TARGET_S = 1.0
