@@ -1,2 +1,2 @@
-"""Mechanism X: fetch a source (sources, compressed), read and validate its rows (rows, layouts), and land
-them as one chunk per interval with a checkpoint in PostgreSQL (job)."""
+"""Mechanism X: fetch a source (sources, compressed), read and validate its rows (rows, layouts), cut them
+into chunks (chunks), land one per interval (job) and record each in PostgreSQL (ledger)."""

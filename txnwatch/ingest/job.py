@@ -2,10 +2,10 @@
 
 The landing-zone contract is SPEC section 3. The order of each step is what makes a kill -9 safe:
 
-1. build chunk k in memory (deterministic bytes: same source, same R -> same chunk);
+1. build chunk k in memory (chunks.py; deterministic bytes: same source, same R -> same chunk);
 2. wait until chunk k is due;
 3. put `_rejected/chunk_k.csv` (if any row was rejected), then the chunk itself (atomic);
-4. commit the x_chunks row and the x_checkpoint update in one transaction.
+4. commit the x_chunks row and the x_checkpoint update in one transaction (ledger.py).
 
 A crash between 3 and 4 re-lands identical bytes on restart, so the landing zone never holds a
 chunk with two different contents, and the ledger never has a gap or a duplicate.
@@ -18,42 +18,26 @@ landing zone for a longer replay.
 
 from __future__ import annotations
 
-import csv
-import io
-import itertools
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
-
-import psycopg
 
 from txnwatch.core import defaults
 from txnwatch.core import landing as lz
-from txnwatch.core.db import JobLock, Link, check_schema, init_schema, resolve_db_url, scrub
+from txnwatch.core.db import init_schema, resolve_db_url, scrub
 from txnwatch.core.errors import TxnwatchError, first_line
 from txnwatch.core.failures import job_failures
 from txnwatch.core.retry import RetryPolicy
 from txnwatch.core.storage import Store, open_store
-from txnwatch.ingest.compressed import Wanted, open_input
-from txnwatch.ingest.layouts import (
-    REJECTED_COLUMNS,
-    TransactionLayout,
-    importance_layout,
-    transaction_layout,
-)
-from txnwatch.ingest.rows import Record, escape_raw, read_records
+from txnwatch.ingest.chunks import Chunk, ChunkReader, normalise_importance
+from txnwatch.ingest.ledger import Ledger
 from txnwatch.ingest.sources import LocalCopy, fetch
 
 log = logging.getLogger("txnwatch.ingest")
 IMPORTANCE_REJECTED_KEY = f"{lz.REJECTED_PREFIX}customer_importance.csv"
-# A chunk this small (a short last chunk, a tiny --rows-per-chunk) says too little about the file
-# for a few bad rows in it to stop the stream.
-REJECT_GUARD_MIN_ROWS = 20
 
 
 @dataclass
@@ -67,142 +51,6 @@ class IngestSummary:
     already_complete: bool = False  # nothing to do: a previous run finished this landing zone
     stopped: bool = False  # the stop event ended the run early
     max_lag_s: float = 0.0
-
-
-@dataclass
-class Chunk:
-    k: int
-    data: bytes
-    rows: int
-    rejected: bytes | None
-    rejected_count: int
-
-
-def _csv_bytes(header: tuple[str, ...], rows: list[list[str]]) -> bytes:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buf.getvalue().encode("utf-8")
-
-
-def _accepts(layout_of: Callable[[list[str], str], object]) -> Callable[[list[str]], bool]:
-    """A header test from a layout detector: does it recognise these header fields?"""
-
-    def accepts(fields: list[str]) -> bool:
-        try:
-            layout_of(fields, "")
-        except TxnwatchError:
-            return False
-        return True
-    return accepts
-
-
-# What to read from a zip archive that holds several files (the BankSim archive holds both).
-TRANSACTIONS = Wanted("transactions file", _accepts(transaction_layout))
-IMPORTANCE = Wanted("importance file", _accepts(importance_layout))
-
-
-def _read_header(f, name: str) -> Record:
-    header = next(read_records(f, name), None)
-    if header is None:
-        raise TxnwatchError(f"{name} is empty")
-    if header.fault:
-        raise TxnwatchError(f"{name}: unreadable header: {header.fault}")
-    return header
-
-
-def _data_records(f, name: str, header: Record, quotechar: str) -> Iterator[Record]:
-    """The records after the header, read with the layout's own quoting."""
-    return read_records(f, name, quotechar, first_line=header.line + header.raw.count("\n") + 1)
-
-
-def _rejected_row(record: Record, reason: str) -> list[str]:
-    return [str(record.line), reason, escape_raw(record.raw)]
-
-
-class ChunkReader:
-    """Cuts the source into chunks of R data-row positions; rejected rows keep their position."""
-
-    def __init__(self, copy: LocalCopy, rows_per_chunk: int,
-                 max_reject_share: float = defaults.MAX_REJECT_SHARE) -> None:
-        self.copy = copy
-        self.rows_per_chunk = rows_per_chunk
-        self.max_reject_share = max_reject_share
-        self._file, self.name = open_input(copy, "source", TRANSACTIONS)
-        try:
-            header = _read_header(self._file, self.name)
-            self.layout: TransactionLayout = transaction_layout(header.fields, self.name)
-            self._records = _data_records(self._file, self.name, header, self.layout.quotechar)
-            first_row = next(self._records, None)
-            if first_row is None:
-                raise TxnwatchError(f"{self.name} has a header but no data rows")
-        except BaseException:
-            self._file.close()
-            raise
-        self._position = 0
-        self._rows = itertools.chain([first_row], self._records)
-
-    def close(self) -> None:
-        self._file.close()
-
-    def skip(self, chunks: int) -> None:
-        """Move past chunks already landed (resume): they are read, not rebuilt."""
-        n = chunks * self.rows_per_chunk
-        self._position += sum(1 for _ in itertools.islice(self._rows, n))
-
-    def chunks(self, first: int) -> Iterator[Chunk]:
-        k = first
-        while True:
-            rows: list[list[str]] = []
-            rejected: list[list[str]] = []
-            normalise, position = self.layout.normalise, self._position
-            for record in itertools.islice(self._rows, self.rows_per_chunk):
-                # A record the reader could not read as a row (not UTF-8, too long) carries its fault.
-                out = record.fault or normalise(position, record.fields)
-                position += 1
-                if out.__class__ is str:
-                    rejected.append(_rejected_row(record, out))
-                else:
-                    rows.append(out)
-            self._position = position
-            if not rows and not rejected:
-                return
-            self._guard(k, len(rows), rejected)
-            yield Chunk(k, _csv_bytes(lz.CANONICAL_COLUMNS, rows), len(rows),
-                        _csv_bytes(REJECTED_COLUMNS, rejected) if rejected else None, len(rejected))
-            k += 1
-
-    def _guard(self, k: int, landed: int, rejected: list[list[str]]) -> None:
-        """Most of a chunk rejected means the wrong file, not a few damaged rows: stop before it lands."""
-        total = landed + len(rejected)
-        if total < REJECT_GUARD_MIN_ROWS or len(rejected) <= self.max_reject_share * total:
-            return
-        line, reason, _ = rejected[0]
-        raise TxnwatchError(
-            f"chunk {k}: {len(rejected)} of its {total} rows were rejected ({len(rejected) / total:.0%}, "
-            f"over --max-reject-share {self.max_reject_share:g}); is {self.name} the right file? "
-            f"First rejected: line {line}, {reason[:120]}. Nothing of chunk {k} was landed")
-
-
-def normalise_importance(copy: LocalCopy) -> tuple[bytes, bytes | None, int, int]:
-    """The canonical importance file, the rejected rows (or None), and the two row counts."""
-    f, name = open_input(copy, "importance", IMPORTANCE)
-    with f:
-        header = _read_header(f, name)
-        layout = importance_layout(header.fields, name)
-        rows: list[list[str]] = []
-        rejected: list[list[str]] = []
-        for rec in _data_records(f, name, header, layout.quotechar):
-            out = rec.fault or layout.normalise(rec.fields)
-            if isinstance(out, str):
-                rejected.append(_rejected_row(rec, out))
-            else:
-                rows.append(out)
-    if not rows:
-        raise TxnwatchError(f"{name} has no valid rows")
-    return (_csv_bytes(lz.IMPORTANCE_COLUMNS, rows),
-            _csv_bytes(REJECTED_COLUMNS, rejected) if rejected else None, len(rows), len(rejected))
 
 
 def _put_immutable(store: Store, key: str, data: bytes) -> bool:
@@ -237,68 +85,6 @@ def _publish_importance(store: Store, copy: LocalCopy) -> None:
         log.warning("importance: %d rows rejected, see %s", n_rejected, store.uri(IMPORTANCE_REJECTED_KEY))
     if _put_immutable(store, lz.REFERENCE_KEY, data):
         log.info("importance: published %d rows at %s", n, store.uri(lz.REFERENCE_KEY))
-
-
-class Ledger:
-    """x_checkpoint and x_chunks for one landing zone, over a connection that survives outages."""
-
-    def __init__(self, db_url: str, schema: str, landing: str) -> None:
-        self.s = check_schema(schema)
-        self.landing = landing
-        # One ingest per landing zone: a second one would race on the same chunk numbers.
-        self.link = Link(db_url, autocommit=True, setup=JobLock(
-            f"txnwatch-ingest:{self.s}:{landing}", busy=f"another ingest is already writing {landing}",
-            name=f"the ingest lock of {landing}"))
-
-    @property
-    def conn(self) -> psycopg.Connection:
-        return self.link.conn
-
-    def reconnect(self) -> None:
-        """After an outage: a new connection (and lock) before the unit of work runs again."""
-        self.link.reconnect()
-
-    def close(self) -> None:
-        self.link.close()
-
-    def load(self) -> dict | None:
-        row = self.conn.execute(
-            f"SELECT source_sha256, rows_per_chunk, last_chunk, rows_landed, rejected, finished "
-            f"FROM {self.s}.x_checkpoint WHERE landing = %s", (self.landing,)).fetchone()
-        if row is None:
-            return None
-        keys = ("source_sha256", "rows_per_chunk", "last_chunk", "rows_landed", "rejected", "finished")
-        return dict(zip(keys, row, strict=True))
-
-    def create(self, source: str, sha256: str, rows_per_chunk: int) -> None:
-        self.conn.execute(
-            f"INSERT INTO {self.s}.x_checkpoint (landing, source, source_sha256, rows_per_chunk) "
-            "VALUES (%s, %s, %s, %s) ON CONFLICT (landing) DO NOTHING",
-            (self.landing, source, sha256, rows_per_chunk))
-
-    def commit_chunk(self, chunk: Chunk, landed_at: float, lag_s: float) -> None:
-        """Record chunk k as landed. Idempotent for k itself: a commit whose answer an outage lost is
-        found done when the chunk's step is re-run."""
-        conn = self.conn
-        with conn.transaction():
-            cur = conn.execute(
-                f"UPDATE {self.s}.x_checkpoint SET last_chunk = %s, rows_landed = rows_landed + %s, "
-                "rejected = rejected + %s, updated_at = now() WHERE landing = %s AND last_chunk = %s",
-                (chunk.k, chunk.rows, chunk.rejected_count, self.landing, chunk.k - 1))
-            if cur.rowcount != 1:
-                if self.load()["last_chunk"] == chunk.k:
-                    return
-                raise TxnwatchError(
-                    f"checkpoint of {self.landing} moved under this ingest at chunk {chunk.k}")
-            conn.execute(
-                f"INSERT INTO {self.s}.x_chunks (landing, chunk, rows, rejected, landed_at, lag_s) "
-                "VALUES (%s, %s, %s, %s, %s, %s)",
-                (self.landing, chunk.k, chunk.rows, chunk.rejected_count,
-                 datetime.fromtimestamp(landed_at, UTC), lag_s))
-
-    def finish(self) -> None:
-        self.conn.execute(f"UPDATE {self.s}.x_checkpoint SET finished = true, updated_at = now() "
-                          "WHERE landing = %s", (self.landing,))
 
 
 def _check_resume(cp: dict, sha256: str, rows_per_chunk: int, landing: str) -> None:
@@ -483,4 +269,3 @@ def command(args) -> int:
     if summary.stopped and received:
         return 128 + received[0]
     return 0
-
