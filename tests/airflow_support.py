@@ -108,8 +108,7 @@ def detection_keys(rows: list[dict]) -> list[tuple[str, str, str]]:
 
 def reference_keys(landing: Path, thresholds: dict) -> list[tuple[str, str, str]]:
     """Detections of the reference implementation (tests/reference_rules.py) over a landing zone."""
-    import reference_rules
-
+    from tests import reference_rules
     from txnwatch.core.config import Thresholds
     from txnwatch.core.landing import REFERENCE_KEY
     from txnwatch.core.storage import open_store
