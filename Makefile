@@ -60,13 +60,13 @@ test-dbr: $(DBR_STAMP)
 	SPARK_LOCAL_IP=127.0.0.1 $(DBR_BIN)/python -m pytest -k detect
 
 demo: $(STAMP)
-	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python -m txnwatch.demo
+	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python -m txnwatch.local.demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
 bench: spark-cds
-	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python tools/bench.py
+	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python -m tools.bench
 
 # The wheel shipped to Databricks as the job's library (`txnwatch databricks deploy` builds and uploads it).
 wheel: $(STAMP)
@@ -88,7 +88,7 @@ airflow-migrate: $(STAMP)
 # The local Airflow in the foreground (UI at http://127.0.0.1:8080) until Ctrl-C, SIGTERM or SIGHUP, each of
 # which stops every process it started.
 airflow-up: $(STAMP)
-	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python -m txnwatch.orchestration.stack
+	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python -m txnwatch.local.stack
 
 # The Airflow tests only (DagBag, Databricks stand-in, dags test, end-to-end through the REST API, the UI and
 # the live view in a real browser).
@@ -106,7 +106,7 @@ test-browser: $(STAMP)
 COMPOSE_ENV := .local/compose.env
 
 compose-env: $(STAMP)
-	$(BIN)/python -m txnwatch.orchestration.compose $(COMPOSE_ENV)
+	$(BIN)/python -m txnwatch.local.compose $(COMPOSE_ENV)
 
 compose-up: compose-env
 	mkdir -p .local/compose/logs .local/compose/config .local/compose/data/data

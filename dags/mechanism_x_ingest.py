@@ -30,8 +30,8 @@ from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
 from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
 from airflow.sdk import Param, PokeReturnValue, dag, task
 
-from txnwatch.orchestration import settings as cfg
-from txnwatch.orchestration.operators import MechanismXProducerOperator
+from txnwatch.airflow import settings as cfg
+from txnwatch.airflow.operators import MechanismXProducerOperator
 
 DEFAULT_ARGS = {
     "owner": "txnwatch",
@@ -85,14 +85,14 @@ def mechanism_x_ingest():
                             "uses the defaults and the files are missing. **Skipped** otherwise: the "
                             "source is yours, or the demo set is already there.")
     def prepare_default_data(params=None) -> str:
-        from txnwatch.orchestration.tasks import prepare_default_data
+        from txnwatch.airflow.tasks import prepare_default_data
 
         return prepare_default_data(params["source"], params["importance"])
 
     @task(trigger_rule="none_failed")
     def s3_inputs(params=None) -> list[str]:
         """The inputs that are S3 objects, each watched by the provider's sensor (none: the sensor skips)."""
-        from txnwatch.orchestration.checks import split_s3
+        from txnwatch.airflow.checks import split_s3
 
         return split_s3([params["source"], params["importance"]])[0]
 
@@ -111,8 +111,8 @@ def mechanism_x_ingest():
     def wait_for_source(params=None) -> PokeReturnValue:
         """Local, file://, http(s) and Google Drive inputs: waits (and says for what) until each is
         readable; a local file that does not exist fails at once with its path."""
-        from txnwatch.orchestration.checks import split_s3
-        from txnwatch.orchestration.tasks import inputs_readable
+        from txnwatch.airflow.checks import split_s3
+        from txnwatch.airflow.tasks import inputs_readable
 
         other = split_s3([params["source"], params["importance"]])[1]
         return PokeReturnValue(is_done=inputs_readable(other, cfg.SENSOR_POKE_S, cfg.SENSOR_TIMEOUT_S))
@@ -129,7 +129,7 @@ def mechanism_x_ingest():
     @task
     def publish_importance(params=None) -> str:
         """Publish the importance file, normalised, at `<landing>/_reference/customer_importance.csv`."""
-        from txnwatch.orchestration.tasks import publish_importance_file
+        from txnwatch.airflow.tasks import publish_importance_file
 
         return publish_importance_file(params["importance"], params["landing"], cfg.AWS_CONN_ID)
 

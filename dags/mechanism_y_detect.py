@@ -37,10 +37,10 @@ from datetime import datetime, timedelta
 from airflow.providers.databricks.operators.databricks import DatabricksSubmitRunOperator
 from airflow.sdk import Param, dag, task
 
-from txnwatch.config import threshold_field_schemas, thresholds_from_params, thresholds_json_schema
-from txnwatch.orchestration import settings as cfg
-from txnwatch.orchestration.databricks import run_token
-from txnwatch.orchestration.operators import LocalSparkSubmitOperator
+from txnwatch.airflow import settings as cfg
+from txnwatch.airflow.operators import LocalSparkSubmitOperator
+from txnwatch.core.config import threshold_field_schemas, thresholds_from_params, thresholds_json_schema
+from txnwatch.databricks.payload import run_token
 
 DEFAULT_ARGS = {
     "owner": "txnwatch",
@@ -119,7 +119,7 @@ def mechanism_y_detect():
         """The runs/submit JSON (Jobs API 2.2), built at run time from configuration (no secret in it),
         pinned to the deployed release of this code (`txnwatch databricks deploy`); first, start over
         or refuse a finished stream, as the local runner does."""
-        from txnwatch.orchestration.tasks import databricks_payload_for_run, prepare_replay
+        from txnwatch.airflow.tasks import databricks_payload_for_run, prepare_replay
 
         prepare_replay(cfg.POSTGRES_CONN_ID, cfg.AWS_CONN_ID, params)
         return databricks_payload_for_run(params, dag_id=cfg.Y_DAG_ID, run_id=dag_run.run_id,
@@ -141,7 +141,7 @@ def mechanism_y_detect():
     @task(trigger_rule="none_failed_min_one_success")
     def report(params=None) -> dict:
         """Read the per-chunk metrics and Y's start-up with the Postgres hook and log the summary."""
-        from txnwatch.orchestration.tasks import report_via_connection
+        from txnwatch.airflow.tasks import report_via_connection
 
         return report_via_connection(cfg.POSTGRES_CONN_ID, params["schema"])
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from airflow_support import (
+
+from tests.airflow_support import (
     ARTIFACTS,
     CLUSTERS,
     DATA_VOLUME,
@@ -18,7 +19,7 @@ from airflow_support import (
     session_airflow,
     standin_client,
 )
-from conftest import free_port
+from tests.helpers import free_port
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +59,7 @@ def password_url(server_url: str) -> str:
 def databricks_standin(tmp_path, pg_server_url):
     """The workspace stand-in (Jobs, Files, Workspace APIs) on a free port, with the volume ARTIFACTS;
     yields (standin, env for Airflow processes)."""
-    from databricks_standin import DatabricksStandin
+    from tests.databricks_standin import DatabricksStandin
 
     standin = DatabricksStandin(token=STANDIN_TOKEN, secrets={"txnwatch/db_url": password_url(pg_server_url)},
                                 log_dir=tmp_path, volumes={ARTIFACTS, DATA_VOLUME}, policies=POLICIES,
@@ -80,8 +81,8 @@ def databricks_standin(tmp_path, pg_server_url):
 @pytest.fixture(scope="session")
 def release_wheel(tmp_path_factory):
     """(release, wheel) of the code under test, built once per session."""
-    from txnwatch.orchestration.deploy import build_wheel
-    from txnwatch.orchestration.release import current_release
+    from txnwatch.databricks.deploy import build_wheel
+    from txnwatch.databricks.release import current_release
 
     release = current_release()
     return release, build_wheel(release, tmp_path_factory.mktemp("dist"))
@@ -90,7 +91,7 @@ def release_wheel(tmp_path_factory):
 @pytest.fixture
 def deployed_release(databricks_standin, release_wheel):
     """The release of this code deployed to the stand-in's volume, as `txnwatch databricks deploy` does."""
-    from txnwatch.orchestration.deploy import deploy_release
+    from txnwatch.databricks.deploy import deploy_release
 
     release, wheel = release_wheel
     deploy_release(standin_client(databricks_standin[0]), ARTIFACTS, release, wheel)

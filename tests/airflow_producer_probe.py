@@ -14,7 +14,7 @@ import time
 
 def main() -> None:
     mode, source, importance, landing, schema = sys.argv[1:6]
-    from txnwatch.orchestration.operators import MechanismXProducerOperator
+    from txnwatch.airflow.operators import MechanismXProducerOperator
 
     op = MechanismXProducerOperator(task_id="produce_chunks", source=source, importance=importance,
                                     landing=landing, rows_per_chunk=5000,

@@ -12,6 +12,8 @@ import uuid
 from functools import lru_cache
 from pathlib import Path
 
+from tests.helpers import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -41,11 +43,11 @@ SMALL_THRESHOLDS: dict = {}
 @lru_cache(maxsize=1)
 def session_airflow(home: str, server_url: str):
     """A LocalAirflow with its own home and a fresh, migrated metadata database (created once)."""
-    from txnwatch.airflow_local import local_airflow
-    from txnwatch.orchestration.metadata_db import ensure_migrated
+    from txnwatch.local.airflow_home import local_airflow
+    from txnwatch.local.metadata_db import ensure_migrated
 
     db = f"txnwatch_af_{uuid.uuid4().hex[:10]}"
-    la = local_airflow(home=home, metadata_db=db, state_db_url=server_url, api_port=_free_port())
+    la = local_airflow(home=home, metadata_db=db, state_db_url=server_url, api_port=free_port())
     # What the first `txnwatch airflow` command does: migrate, and register the DAG bundle (two `dags test`
     # processes that both find it missing race to insert it on a freshly migrated database).
     assert ensure_migrated(la)
@@ -53,19 +55,13 @@ def session_airflow(home: str, server_url: str):
 
 
 def drop_metadata_db(la) -> None:
-    from txnwatch.db import connect
+    from txnwatch.core.db import connect
 
     db = la.metadata_url.rsplit("/", 1)[1]
     with connect(la.state_db_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start(cmd: list[str], env: dict[str, str], log: Path, cwd: Path = ROOT) -> subprocess.Popen:
@@ -117,11 +113,10 @@ def detection_keys(rows: list[dict]) -> list[tuple[str, str, str]]:
 
 def reference_keys(landing: Path, thresholds: dict) -> list[tuple[str, str, str]]:
     """Detections of the reference implementation (tests/reference_rules.py) over a landing zone."""
-    import reference_rules
-
-    from txnwatch.config import Thresholds
-    from txnwatch.landing import REFERENCE_KEY
-    from txnwatch.storage import open_store
+    from tests import reference_rules
+    from txnwatch.core.config import Thresholds
+    from txnwatch.core.landing import REFERENCE_KEY
+    from txnwatch.core.storage import open_store
 
     th = Thresholds.from_overrides([f"{k}={v}" for k, v in thresholds.items()])
     dets = reference_rules.detect_store(open_store(str(landing)), REFERENCE_KEY, th)

@@ -4,7 +4,7 @@ fills it, screenshots in `.local/ui/` (look at them after a run)."""
 
 from __future__ import annotations
 
-from conftest import ROOT
+from tests.helpers import ROOT
 
 SHOTS = ROOT / ".local" / "ui"
 # Two cores shared by Airflow's services, Spark and X: a page or a click can take longer than Playwright's

@@ -8,16 +8,12 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-# The real data set's first 10,000 rows (../shared/data in the project's workspace), kept in the repo so a
-# clone anywhere runs the suite.
-SAMPLE_CSV = ROOT / "tests" / "data" / "banksim_transactions_first10000.csv"
+from tests.helpers import SAMPLE_CSV, free_port, wait_for
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
@@ -31,27 +27,9 @@ if importlib.util.find_spec("playwright") is None:
     collect_ignore += ["test_browser_ui.py", "test_live_view_browser.py"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(condition, timeout: float = 30.0, interval: float = 0.05, what: str = "condition"):
-    """Poll `condition` until it returns a truthy value; fail the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
 @pytest.fixture(scope="session")
 def pg_server_url() -> str:
-    from txnwatch.db import resolve_db_url
+    from txnwatch.core.db import resolve_db_url
 
     return resolve_db_url(os.environ.get("TXNWATCH_TEST_DB_URL"))
 
@@ -70,7 +48,7 @@ def schema(pg_server_url) -> str:
 @pytest.fixture
 def db(pg_server_url, schema):
     """A connection with the txnwatch tables created in the test's own schema."""
-    from txnwatch.db import connect, init_schema
+    from txnwatch.core.db import connect, init_schema
 
     conn = connect(pg_server_url, autocommit=True)
     init_schema(conn, schema)
@@ -88,7 +66,7 @@ def local_dir(tmp_path, monkeypatch) -> Path:
 @pytest.fixture
 def importance(tmp_path) -> Path:
     """A small importance file in the BankSim network layout."""
-    from x_data import write_importance
+    from tests.x_data import write_importance
 
     return write_importance(tmp_path / "importance.csv")
 
@@ -96,7 +74,7 @@ def importance(tmp_path) -> Path:
 @pytest.fixture
 def ingest(pg_server_url, schema, db, importance, local_dir):
     """Mechanism X in-process, flat out (interval 0) unless told otherwise, in the test's schema."""
-    from txnwatch.ingest import run_ingest
+    from txnwatch.ingest.job import run_ingest
 
     def run(source, landing, **kw):
         kw.setdefault("interval", 0)
@@ -182,7 +160,7 @@ def pg_proxy(pg_server_url):
     """A FaultProxy in front of the test PostgreSQL server; `pg_proxy.url` is the DSN through it."""
     from urllib.parse import urlparse
 
-    from fault_proxy import FaultProxy
+    from tests.fault_proxy import FaultProxy
 
     target = urlparse(pg_server_url)
     proxy = FaultProxy(target.hostname or "127.0.0.1", target.port or 5432)
@@ -196,7 +174,7 @@ def s3_proxy(s3_endpoint):
     """A FaultProxy in front of the moto S3 server; `s3_proxy.url` is the endpoint through it."""
     from urllib.parse import urlparse
 
-    from fault_proxy import FaultProxy
+    from tests.fault_proxy import FaultProxy
 
     target = urlparse(s3_endpoint)
     proxy = FaultProxy(target.hostname, target.port)
@@ -216,8 +194,9 @@ def browser_context_args(browser_context_args):
 def ui_page(page):
     """pytest-playwright's page (a fresh browser context per test) with bounds for a busy machine; screenshots
     go to browser_support.SHOTS."""
-    from browser_support import SHOTS, UI_TIMEOUT_MS
     from playwright.sync_api import expect
+
+    from tests.browser_support import SHOTS, UI_TIMEOUT_MS
 
     page.set_default_timeout(UI_TIMEOUT_MS)
     page.set_default_navigation_timeout(UI_TIMEOUT_MS)

@@ -58,7 +58,8 @@ from urllib.parse import parse_qs, urlparse
 
 from databricks.sdk.service.compute import DataSecurityMode
 from databricks.sdk.service.jobs import JobsAPI, SubmitTask
-from databricks_files import WorkspaceFiles
+
+from tests.databricks_files import WorkspaceFiles
 
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER_PYTHON = ROOT / "tests" / "cluster_python"

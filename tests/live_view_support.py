@@ -12,8 +12,9 @@ from email.message import Message
 from typing import Any
 
 import pytest
-from airflow_support import airflow_env, kill_group, start
-from conftest import free_port, wait_for
+
+from tests.airflow_support import airflow_env, kill_group, start
+from tests.helpers import free_port, wait_for
 
 
 @dataclass
@@ -25,7 +26,7 @@ class ApiServer:
     log: object
 
     def token(self) -> str:
-        from txnwatch.orchestration.airflow_api import AirflowAPI
+        from txnwatch.airflow.airflow_api import AirflowAPI
 
         return AirflowAPI(self.url, self.username, self.password).token()
 
@@ -56,7 +57,7 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 @pytest.fixture(scope="session")
 def api_server(airflow_local, pg_server_url, tmp_path_factory):
     """`airflow api-server` of the session's local Airflow, on a port of its own (no other service)."""
-    from txnwatch.airflow_local import ADMIN_USER
+    from txnwatch.local.airflow_home import ADMIN_USER
 
     la = airflow_local
     port = free_port()

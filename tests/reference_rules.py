@@ -4,7 +4,7 @@ Plain Python + numpy, no code shared with txnwatch.detect: it reads the landed c
 the csv module, keeps the state in dicts, and after every chunk evaluates every rule for every
 merchant, reporting each (pattern, customer, merchant) the first time it matches.
 
-Conventions it shares with the job because the SPEC leaves them open (README documents them):
+Conventions it shares with the job because the SPEC leaves them open (docs/rules-and-decisions.md documents them):
 - a row is rejected for a wrong field count, an empty customerId or merchantId, or a non-numeric
   amount; a chunk with a wrong header is skipped;
 - the customer's name at a merchant is the greatest non-empty customerName of its rows there (the id

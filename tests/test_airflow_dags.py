@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
-from airflow_support import (
+
+from tests.airflow_support import (
     airflow_env,
     dags_test_cmd,
     detection_keys,
@@ -16,9 +17,9 @@ from airflow_support import (
     reference_keys,
     start,
 )
-from conftest import wait_for
+from tests.helpers import wait_for
 
-pytest_plugins = ["airflow_fixtures"]
+pytest_plugins = ["tests.airflow_fixtures"]
 
 
 @pytest.mark.slow
@@ -113,7 +114,7 @@ def test_airflow_x_dag_on_s3_waits_for_the_source(airflow_local, s3_endpoint, s3
         env.pop(k, None)  # the connection alone must carry the endpoint and credentials
     x = start(dags_test_cmd(airflow_local, "mechanism_x_ingest", conf_x), env, tmp_path / "x.log")
     try:
-        from conftest import wait_for
+        from tests.helpers import wait_for
 
         def sensor_started() -> bool:
             assert x.poll() is None, (tmp_path / "x.log").read_text(errors="replace")[-3000:]
@@ -122,7 +123,7 @@ def test_airflow_x_dag_on_s3_waits_for_the_source(airflow_local, s3_endpoint, s3
         wait_for(sensor_started, timeout=120, interval=0.2, what="the S3 sensor")
         time.sleep(3)  # the sensor is waiting (deferred, or rescheduled) for the missing object
         assert x.poll() is None
-        from txnwatch.orchestration.settings import S3_SENSOR_DEFERRABLE
+        from txnwatch.airflow.settings import S3_SENSOR_DEFERRABLE
 
         text = (tmp_path / "x.log").read_text(errors="replace").lower()
         assert ("defer" if S3_SENSOR_DEFERRABLE else "reschedul") in text
@@ -145,9 +146,8 @@ def test_airflow_producer_on_kill_stops_and_a_retry_resumes(airflow_local, small
     import json
     import subprocess
 
-    from airflow_support import ROOT
-
-    from txnwatch.db import connect
+    from tests.airflow_support import ROOT
+    from txnwatch.core.db import connect
 
     landing = tmp_path / "landing"
     env = airflow_env(airflow_local, pg_server_url)

@@ -8,18 +8,19 @@ import dataclasses
 import time
 
 import pytest
-from airflow_support import SECRET_PASSWORD, airflow_env, detection_keys, read_detections, reference_keys
 
-pytest_plugins = ["airflow_fixtures"]
+from tests.airflow_support import SECRET_PASSWORD, airflow_env, detection_keys, read_detections, reference_keys
+
+pytest_plugins = ["tests.airflow_fixtures"]
 
 
 @pytest.mark.slow
 def test_airflow_e2e_rest_api_triggers_both_dags(airflow_local, small_dataset, pg_server_url, tmp_path,
                                                  schema):
-    from txnwatch.airflow_local import ADMIN_USER
-    from txnwatch.demo import run_pipeline, y_ready_check
-    from txnwatch.orchestration.airflow_api import AirflowAPI
-    from txnwatch.orchestration.stack import AirflowStack, _group_alive
+    from txnwatch.airflow.airflow_api import AirflowAPI
+    from txnwatch.local.airflow_home import ADMIN_USER
+    from txnwatch.local.demo import run_pipeline, y_ready_check
+    from txnwatch.local.stack import AirflowStack, _group_alive
 
     landing, output = tmp_path / "landing", tmp_path / "output"
     conf_x = {"source": small_dataset["source"], "importance": small_dataset["importance"],
@@ -56,8 +57,8 @@ def test_airflow_e2e_rest_api_triggers_both_dags(airflow_local, small_dataset, p
     # X was triggered only once Y's Spark session was warm: the consumer before its producer.
     from datetime import datetime
 
-    from txnwatch.db import connect
-    from txnwatch.orchestration.readiness import y_readiness
+    from txnwatch.core.db import connect
+    from txnwatch.records.readiness import y_readiness
 
     with connect(pg_server_url) as conn:
         marks = y_readiness(conn, schema)

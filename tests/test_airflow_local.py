@@ -8,9 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from airflow_support import ROOT
-
-from txnwatch.airflow_local import local_airflow
+from tests.airflow_support import ROOT
+from txnwatch.local.airflow_home import local_airflow
 
 
 def test_airflow_local_configuration(tmp_path, pg_server_url):
@@ -38,7 +37,7 @@ def test_airflow_local_configuration(tmp_path, pg_server_url):
     assert stat.S_IMODE(la.password_file.stat().st_mode) == 0o600
     assert local_airflow(home=tmp_path / "af", metadata_db="txnwatch_airflow_cfgtest",
                          state_db_url=pg_server_url).admin_password() == password  # stable
-    from txnwatch.db import connect
+    from txnwatch.core.db import connect
 
     with connect(pg_server_url, autocommit=True) as conn:
         assert conn.execute("SELECT 1 FROM pg_database WHERE datname = 'txnwatch_airflow_cfgtest'").fetchone()
@@ -62,7 +61,7 @@ def test_txnwatch_airflow_cli_runs_airflow(tmp_path, pg_server_url):
     out = subprocess.run([str(exe), "airflow", "config", "get-value", "core", "dags_folder"], env=env,
                          capture_output=True, text=True, timeout=120)
     assert out.stdout.strip().splitlines()[-1] == str(ROOT / "dags")
-    from txnwatch.db import connect
+    from txnwatch.core.db import connect
 
     with connect(pg_server_url, autocommit=True) as conn:
         conn.execute('DROP DATABASE IF EXISTS "txnwatch_airflow_clitest"')
@@ -93,7 +92,7 @@ def test_a_short_jwt_secret_from_an_older_home_is_replaced(tmp_path, pg_server_u
 
 
 def _drop(server_url: str, database: str) -> None:
-    from txnwatch.db import connect
+    from txnwatch.core.db import connect
 
     with connect(server_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
@@ -104,7 +103,7 @@ def test_migration_head_is_the_installed_airflows_newest_revision():
     from airflow import __version__
     from airflow.utils.db import _REVISION_HEADS_MAP
 
-    from txnwatch.orchestration.metadata_db import migration_head
+    from txnwatch.local.metadata_db import migration_head
 
     newest_known = max(_REVISION_HEADS_MAP, key=lambda v: tuple(int(x) for x in v.split(".")))
     assert __version__.startswith(newest_known.rsplit(".", 1)[0])
@@ -114,7 +113,7 @@ def test_migration_head_is_the_installed_airflows_newest_revision():
 def test_first_cli_command_on_a_fresh_checkout_migrates_once_under_a_lock(tmp_path, pg_server_url):
     """Two `txnwatch airflow dags list` started together on a never-migrated database: both succeed, and
     exactly one of them migrated it; a third command finds nothing to do."""
-    from txnwatch.orchestration.metadata_db import current_revision, migration_head
+    from txnwatch.local.metadata_db import current_revision, migration_head
 
     exe = Path(sys.executable).parent / "txnwatch"
     db = "txnwatch_airflow_firstrun"

@@ -7,11 +7,12 @@ import os
 import sys
 import threading
 import time
+from pathlib import Path
 
-from txnwatch.orchestration.checks import local_path, source_available, split_s3
-from txnwatch.orchestration.connections import aws_env, postgres_url
-from txnwatch.orchestration.local_spark import SparkSubmitProcess, spark_submit_command, spark_submit_env
-from txnwatch.orchestration.summary import format_summary
+from txnwatch.airflow.checks import local_path, source_available, split_s3
+from txnwatch.airflow.connections import aws_env, postgres_url
+from txnwatch.airflow.local_spark import SparkSubmitProcess, spark_submit_command, spark_submit_env
+from txnwatch.records.summary import format_summary
 
 
 def test_postgres_url_from_an_airflow_connection_through_the_hook(monkeypatch):
@@ -85,6 +86,17 @@ def test_local_path_names_local_files_only(tmp_path):
     assert local_path("1AbCdEfGhIjKlMnOpQrStUvWxYz") is None  # a bare Google Drive file id
 
 
+def test_the_sensor_and_the_ingest_agree_on_what_a_drive_id_is(tmp_path, monkeypatch):
+    from txnwatch.ingest.sources import looks_like_drive_id
+
+    monkeypatch.chdir(tmp_path)
+    drive_id, short = "1AbCdEfGhIjKlMnOpQrStUvWxYz012345", "abcdefghijklmnopqrstu"  # 33 and 21 characters
+    assert looks_like_drive_id(drive_id) and not looks_like_drive_id(short)
+    assert local_path(drive_id) is None and source_available(drive_id)
+    # Not a Drive id for the ingest, so a local file name for the sensor: missing, hence not available.
+    assert local_path(short) == Path(short) and not source_available(short)
+
+
 def test_format_summary():
     text = format_summary({"chunks": 60, "rows": 594643, "detections": {"PatId2": 3, "PatId1": 2},
                            "lag_p50_s": 0.2, "lag_p95_s": 0.5, "lag_max_s": 0.9})
@@ -95,7 +107,7 @@ def test_format_summary():
 def test_spark_lines_keep_their_level_and_lose_their_timestamp():
     import logging
 
-    from txnwatch.orchestration.local_spark import spark_log_record
+    from txnwatch.airflow.local_spark import spark_log_record
 
     assert spark_log_record("26/11/26 15:02:03 WARN NativeCodeLoader: Unable to load native-hadoop") == (
         logging.WARNING, "NativeCodeLoader: Unable to load native-hadoop")
@@ -108,7 +120,7 @@ def test_spark_lines_keep_their_level_and_lose_their_timestamp():
 def test_local_spark_task_log_has_one_timestamp_per_line_and_spark_warnings_as_warning(caplog):
     import logging
 
-    from txnwatch.orchestration.local_spark import log_spark_line
+    from txnwatch.airflow.local_spark import log_spark_line
 
     logger = logging.getLogger("test.spark")
     with caplog.at_level(logging.INFO, logger="test.spark"):
@@ -123,7 +135,7 @@ def test_source_sensor_fails_at_once_on_a_missing_local_file(tmp_path):
     import pytest
     from airflow.sdk.exceptions import AirflowFailException
 
-    from txnwatch.orchestration.tasks import inputs_readable
+    from txnwatch.airflow.tasks import inputs_readable
 
     with pytest.raises(AirflowFailException, match="no such file: .*nope.csv"):
         inputs_readable([str(tmp_path / "nope.csv")], poke_interval=2, timeout=3600)
@@ -132,16 +144,16 @@ def test_source_sensor_fails_at_once_on_a_missing_local_file(tmp_path):
 def test_source_sensor_says_what_it_waits_for(caplog):
     import logging
 
-    from txnwatch.orchestration.tasks import inputs_readable
+    from txnwatch.airflow.tasks import inputs_readable
 
     url = "http://127.0.0.1:9/not-yet.csv"  # nothing listens on the discard port
-    with caplog.at_level(logging.INFO, logger="txnwatch.orchestration.tasks"):
+    with caplog.at_level(logging.INFO, logger="txnwatch.airflow.tasks"):
         assert inputs_readable([url], poke_interval=2, timeout=3600) is False
     assert f"waiting for {url} to become readable" in caplog.text
 
 
 def test_source_sensor_is_done_when_every_input_is_readable(tmp_path):
-    from txnwatch.orchestration.tasks import inputs_readable
+    from txnwatch.airflow.tasks import inputs_readable
 
     (tmp_path / "tx.csv").write_text("a\n")
     assert inputs_readable([str(tmp_path / "tx.csv")], poke_interval=2, timeout=3600) is True
@@ -151,12 +163,12 @@ def test_the_default_source_is_generated_on_demand(tmp_path, monkeypatch):
     import pytest
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from txnwatch.orchestration import settings, tasks
+    from txnwatch.airflow import settings, tasks
 
     src, imp = tmp_path / "data" / "transactions.csv", tmp_path / "data" / "customer_importance.csv"
     monkeypatch.setattr(settings, "DEFAULT_SOURCE", str(src))
     monkeypatch.setattr(settings, "DEFAULT_IMPORTANCE", str(imp))
-    monkeypatch.setattr("txnwatch.demo_data.FULL_ROWS", 20_000)  # a small set: same code path
+    monkeypatch.setattr("txnwatch.generate.DEMO_ROWS", 20_000)  # a small set: same code path
     assert tasks.prepare_default_data(str(src), str(imp)) == str(src)
     assert src.stat().st_size > 0 and imp.stat().st_size > 0
     with pytest.raises(AirflowSkipException, match="already there"):
@@ -170,7 +182,7 @@ def test_stop_signals_become_one_stop_request_and_handlers_are_restored():
 
     import pytest
 
-    from txnwatch.orchestration.stack import StopRequested, exit_code, stop_on_signals
+    from txnwatch.local.stack import StopRequested, exit_code, stop_on_signals
 
     before = signal.getsignal(signal.SIGTERM)
     with stop_on_signals():
@@ -188,7 +200,7 @@ def test_a_stop_signal_does_not_cut_a_stack_stop_short(tmp_path):
     import signal
     import subprocess
 
-    from txnwatch.orchestration.stack import AirflowStack, _group_alive, stop_on_signals
+    from txnwatch.local.stack import AirflowStack, _group_alive, stop_on_signals
 
     # A "service" that ignores SIGTERM, so stop() must wait out its grace period and SIGKILL it.
     proc = subprocess.Popen(

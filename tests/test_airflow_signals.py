@@ -10,10 +10,11 @@ import signal
 import uuid
 
 import pytest
-from airflow_support import ROOT, command_lines, port_free, start, tagged_processes
-from conftest import free_port, wait_for
 
-pytest_plugins = ["airflow_fixtures"]
+from tests.airflow_support import ROOT, command_lines, port_free, start, tagged_processes
+from tests.helpers import free_port, wait_for
+
+pytest_plugins = ["tests.airflow_fixtures"]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 

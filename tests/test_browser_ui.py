@@ -14,14 +14,14 @@ import re
 from urllib.parse import unquote
 
 import pytest
-from airflow_support import SECRET_PASSWORD, airflow_env, detection_keys, read_detections, reference_keys
-from browser_support import UI_TIMEOUT_MS, log_in, shot
-from conftest import wait_for
 from playwright.sync_api import expect
 
-from txnwatch.config import THRESHOLD_TITLES, Thresholds
+from tests.airflow_support import SECRET_PASSWORD, airflow_env, detection_keys, read_detections, reference_keys
+from tests.browser_support import UI_TIMEOUT_MS, log_in, shot
+from tests.helpers import wait_for
+from txnwatch.core.config import THRESHOLD_TITLES, Thresholds
 
-pytest_plugins = ["airflow_fixtures"]
+pytest_plugins = ["tests.airflow_fixtures"]
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 X, Y = "mechanism_x_ingest", "mechanism_y_detect"
@@ -35,9 +35,9 @@ RUNS_TIMEOUT_S = 900
 def ui(airflow_local, pg_server_url, tmp_path_factory):
     """The local Airflow services (API server with the UI, scheduler, DAG processor, triggerer), started
     once for this module; yields (LocalAirflow, REST client)."""
-    from txnwatch.airflow_local import ADMIN_USER
-    from txnwatch.orchestration.airflow_api import AirflowAPI
-    from txnwatch.orchestration.stack import AirflowStack
+    from txnwatch.airflow.airflow_api import AirflowAPI
+    from txnwatch.local.airflow_home import ADMIN_USER
+    from txnwatch.local.stack import AirflowStack
 
     la = dataclasses.replace(airflow_local, env=airflow_env(airflow_local, pg_server_url))
     stack = AirflowStack(la, tmp_path_factory.mktemp("ui_services"))
@@ -53,7 +53,7 @@ def ui(airflow_local, pg_server_url, tmp_path_factory):
 
 
 def sign_in(page, la, screenshot: str | None = None) -> None:
-    from txnwatch.airflow_local import ADMIN_USER
+    from txnwatch.local.airflow_home import ADMIN_USER
 
     log_in(page, la.api_url, ADMIN_USER, la.admin_password(), screenshot)
 

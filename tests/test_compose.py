@@ -9,9 +9,9 @@ import subprocess
 
 import pytest
 import yaml
-from airflow_support import ROOT
 
-from txnwatch.orchestration import settings
+from tests.airflow_support import ROOT
+from txnwatch.airflow import settings
 
 AIRFLOW_SERVICES = {"airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
                     "airflow-triggerer"}
@@ -89,7 +89,7 @@ def _compose_config(tmp_path, compose_file) -> subprocess.CompletedProcess:
     exe = shutil.which("docker-compose")
     if exe is None:
         pytest.fail("docker-compose is missing: `apt-get install -y docker-compose` (.ci/run installs it)")
-    from txnwatch.orchestration.compose import write_env_file
+    from txnwatch.local.compose import write_env_file
 
     env_file = tmp_path / "compose.env"
     write_env_file(env_file)

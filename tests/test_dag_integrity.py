@@ -8,7 +8,8 @@ import subprocess
 import sys
 
 import pytest
-from airflow_support import ROOT
+
+from tests.airflow_support import ROOT
 
 PROBE = r"""
 import json, sys
@@ -45,7 +46,7 @@ print("PROBE:" + json.dumps(out, default=str))
 
 @pytest.fixture(scope="module")
 def bag(tmp_path_factory):
-    from txnwatch.airflow_local import local_airflow
+    from txnwatch.local.airflow_home import local_airflow
 
     home = tmp_path_factory.mktemp("airflow_home")
     # Parsing needs no metadata database: point at one that is never created.
@@ -108,7 +109,7 @@ def test_x_sensors_free_their_worker_slot_while_waiting(bag):
 
 
 def test_x_source_defaults_are_the_generated_demo_set(bag):
-    from txnwatch.demo_data import demo_data_dir
+    from txnwatch.generate import demo_data_dir
 
     params = bag["dags"]["mechanism_x_ingest"]["params"]
     assert params["source"]["default"] == str(demo_data_dir() / "transactions.csv")
@@ -159,7 +160,7 @@ def test_y_launches_spark_without_waiting_for_the_landing_zone(bag):
 def test_y_thresholds_param_is_optional_and_lists_every_threshold(bag):
     from dataclasses import fields
 
-    from txnwatch.config import Thresholds
+    from txnwatch.core.config import Thresholds
 
     param = bag["dags"]["mechanism_y_detect"]["params"]["thresholds"]
     schema = param["schema"]
@@ -185,7 +186,7 @@ def test_y_thresholds_param_refuses_what_the_job_would_refuse(bag, value, accept
 
 
 def test_dag_files_do_not_import_pyspark():
-    """Code Airflow parses stays free of pyspark (the DAGs, txnwatch.orchestration and its operators)."""
+    """Code Airflow parses stays free of pyspark (the DAGs, txnwatch.airflow and its operators)."""
     files = [str(ROOT / "dags/mechanism_x_ingest.py"), str(ROOT / "dags/mechanism_y_detect.py")]
     code = ("import runpy, sys\n"
             f"for f in {files!r}: runpy.run_path(f)\n"
@@ -195,7 +196,7 @@ def test_dag_files_do_not_import_pyspark():
 
 
 def test_databricks_submit_renders_a_new_idempotency_token_per_try(bag):
-    from txnwatch.orchestration.databricks import idempotency_token
+    from txnwatch.databricks.payload import idempotency_token
 
     first, second = bag["token_by_try"]
     assert first == idempotency_token("mechanism_y_detect", "manual__1", "run_detect_databricks", 1)
@@ -205,7 +206,7 @@ def test_databricks_submit_renders_a_new_idempotency_token_per_try(bag):
 def test_y_form_has_one_typed_field_per_threshold_in_its_own_section(bag):
     from dataclasses import fields
 
-    from txnwatch.config import Thresholds
+    from txnwatch.core.config import Thresholds
 
     params = bag["dags"]["mechanism_y_detect"]["params"]
     for f in fields(Thresholds):
@@ -226,6 +227,6 @@ def test_y_form_has_one_typed_field_per_threshold_in_its_own_section(bag):
     ({"child_min_txns": 80, "thresholds": None}, {}),
 ])
 def test_y_run_thresholds_are_the_fields_with_the_conf_object_over_them(params, expected):
-    from txnwatch.config import thresholds_from_params
+    from txnwatch.core.config import thresholds_from_params
 
     assert thresholds_from_params(params) == expected

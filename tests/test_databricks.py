@@ -16,7 +16,8 @@ import time
 import zipfile
 
 import pytest
-from airflow_support import (
+
+from tests.airflow_support import (
     ARTIFACTS,
     DATA_VOLUME,
     ROOT,
@@ -30,15 +31,14 @@ from airflow_support import (
     standin_client,
     start,
 )
+from txnwatch.airflow.connections import databricks_client_args
+from txnwatch.core.errors import TxnwatchError
+from txnwatch.databricks.config import DatabricksConfig, databricks_config
+from txnwatch.databricks.deploy import release_deployed
+from txnwatch.databricks.payload import build_submit_payload, idempotency_token
+from txnwatch.databricks.release import current_release
 
-from txnwatch.errors import TxnwatchError
-from txnwatch.orchestration.connections import databricks_client_args
-from txnwatch.orchestration.databricks import build_submit_payload, idempotency_token
-from txnwatch.orchestration.deploy import release_deployed
-from txnwatch.orchestration.release import current_release
-from txnwatch.orchestration.settings import DatabricksConfig, databricks_config
-
-pytest_plugins = ["airflow_fixtures"]
+pytest_plugins = ["tests.airflow_fixtures"]
 
 
 def test_databricks_idempotency_token_covers_the_try():
@@ -50,7 +50,7 @@ def test_databricks_idempotency_token_covers_the_try():
 def test_databricks_submit_task_renders_a_token_per_try():
     from types import SimpleNamespace
 
-    from txnwatch.orchestration.databricks import run_token
+    from txnwatch.databricks.payload import run_token
 
     ti = SimpleNamespace(dag_id="mechanism_y_detect", run_id="manual__1", task_id="run_detect_databricks",
                          try_number=1)
@@ -204,10 +204,12 @@ def test_databricks_wheel_holds_the_library_not_the_developer_tools(release_whee
     release, wheel = release_wheel
     assert wheel.name == release.wheel_name
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {"txnwatch/cli.py", "txnwatch/runtime.py", "txnwatch/detect/job.py",
-            "txnwatch/sql/init_postgres_tables.sql"} <= names
-    assert not [n for n in names if n.startswith(("txnwatch/orchestration/", "txnwatch/demo", "txnwatch/bench",
-                                                  "txnwatch/airflow_local"))]
+    assert {"txnwatch/cli.py", "txnwatch/detect/runtime.py", "txnwatch/detect/job.py", "txnwatch/core/db.py",
+            "txnwatch/detect/secrets.py", "txnwatch/core/volumes.py", "txnwatch/sql/init_postgres_tables.sql"} <= names
+    assert not [n for n in names if n.startswith(("txnwatch/databricks/", "txnwatch/airflow/", "txnwatch/local/",
+                                                  "txnwatch/ingest/", "txnwatch/records/", "txnwatch/generate.py",
+                                                  "txnwatch/core/embedded_pg.py", "txnwatch/sql/records.sql"))]
+    assert "txnwatch/detect/faults.py" not in names  # no test hooks in the library
     metadata = zipfile.ZipFile(wheel).read(f"txnwatch-{release.version}.dist-info/METADATA").decode()
     assert f"Version: {release.version}" in metadata and "Requires-Dist" not in metadata
 
@@ -215,13 +217,13 @@ def test_databricks_wheel_holds_the_library_not_the_developer_tools(release_whee
 def test_databricks_release_version_follows_the_shipped_code(tmp_path, monkeypatch):
     import shutil
 
-    from txnwatch.orchestration import release as rel
+    from txnwatch.databricks import release as rel
 
     package = tmp_path / "txnwatch"
     shutil.copytree(rel.PACKAGE_DIR, package, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(rel, "PACKAGE_DIR", package)
     before = rel.current_release().version
-    (package / "orchestration" / "tasks.py").write_text("# a developer tool: not shipped\n")
+    (package / "airflow" / "tasks.py").write_text("# a developer tool: not shipped\n")
     assert rel.current_release().version == before
     shipped = package / "detect" / "live_state.py"
     shipped.write_text(shipped.read_text() + "\n# changed\n")
@@ -358,7 +360,7 @@ def test_databricks_standin_refuses_what_databricks_refuses(databricks_standin, 
 
 
 def _wait_for_end(standin, run_id: int, timeout: float = 240) -> dict:
-    from conftest import wait_for
+    from tests.helpers import wait_for
 
     return wait_for(lambda: (s := standin.describe(standin.runs[run_id])["state"]).get("result_state") and s,
                     timeout=timeout, what=f"run {run_id} to end")
@@ -396,7 +398,7 @@ def test_databricks_standin_fails_volumes_on_compute_without_unity_catalog(datab
 def test_databricks_same_try_gets_its_run_back_and_a_retry_starts_a_new_one(databricks_standin):
     from types import SimpleNamespace
 
-    from txnwatch.orchestration.databricks import run_token
+    from txnwatch.databricks.payload import run_token
 
     standin, _ = databricks_standin
     ti = SimpleNamespace(dag_id="mechanism_y_detect", run_id="manual__1", task_id="run_detect_databricks",
@@ -432,7 +434,7 @@ def test_databricks_standin_fails_a_runtime_older_than_spark_4(databricks_standi
 
 
 def _land(dataset, landing, pg_server_url, schema, rows_per_chunk=5000):
-    from txnwatch.ingest import run_ingest
+    from txnwatch.ingest.job import run_ingest
 
     summary = run_ingest(dataset["source"], dataset["importance"], str(landing), pg_server_url,
                          schema=schema, rows_per_chunk=rows_per_chunk, interval=0)
@@ -457,7 +459,7 @@ def volume_dirs(databricks_standin, monkeypatch):
 def two_schemas(pg_server_url):
     import uuid
 
-    from txnwatch.db import connect
+    from txnwatch.core.db import connect
 
     names = [f"t_{uuid.uuid4().hex[:12]}" for _ in range(2)]
     yield names
@@ -560,7 +562,7 @@ def _payload(landing, output, schema, **cfg_overrides) -> dict:
 def test_databricks_dag_refuses_a_release_that_is_not_deployed(airflow_local, databricks_standin,
                                                                pg_server_url):
     standin, db_env = databricks_standin
-    code = ("from txnwatch.orchestration.tasks import databricks_payload_for_run as p\n"
+    code = ("from txnwatch.airflow.tasks import databricks_payload_for_run as p\n"
             "p({'landing': 's3://b/l', 'output': 's3://b/o', 'schema': 's'}, 'd', 'r', 't', 'databricks_default')")
     out = subprocess.run([sys.executable, "-c", code], env=airflow_env(airflow_local, pg_server_url, **db_env),
                          capture_output=True, text=True, timeout=300)
@@ -600,7 +602,7 @@ def test_databricks_killed_task_cancels_the_run(airflow_local, databricks_standi
 def test_databricks_worker_killed_mid_run_reattaches_to_its_run(airflow_local, databricks_standin, deployed_release,
                                                                small_dataset, pg_server_url, volume_dirs, schema,
                                                                tmp_path):
-    from conftest import wait_for
+    from tests.helpers import wait_for
 
     standin, db_env = databricks_standin
     landing, output = volume_dirs

@@ -46,7 +46,7 @@ def full_size(tmp_path_factory):
 def test_a_connect_client_writes_what_a_classic_run_writes(full_size, tmp_path, pg_server_url, schema):
     import uuid
 
-    from txnwatch.db import connect
+    from txnwatch.core.db import connect
 
     source, importance = full_size
     classic_env = {k: v for k, v in os.environ.items() if k != "SPARK_REMOTE"}

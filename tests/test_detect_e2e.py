@@ -9,14 +9,14 @@ import threading
 
 import psycopg
 import pytest
-from conftest import wait_for
-from reference_rules import detect_store
-from y_data import LOW, assert_matches_reference, build_rows, flat, land, read_output
 
+from tests.helpers import wait_for
+from tests.reference_rules import detect_store
+from tests.y_data import LOW, assert_matches_reference, build_rows, flat, land, read_output
+from txnwatch.core.errors import TxnwatchError
+from txnwatch.core.landing import END_KEY, REFERENCE_KEY, chunk_key
+from txnwatch.core.storage import open_store
 from txnwatch.detect.job import run_detect
-from txnwatch.errors import TxnwatchError
-from txnwatch.landing import END_KEY, REFERENCE_KEY, chunk_key
-from txnwatch.storage import open_store
 
 IST_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+05:30$")
 
@@ -186,13 +186,13 @@ def test_bad_landed_data_is_quarantined_and_the_stream_goes_on(tmp_path, spark, 
 
 
 def test_second_job_on_a_schema_is_refused(tmp_path, spark, pg_server_url, schema):
-    from txnwatch.db import connect, init_schema
-    from txnwatch.detect.state import acquire_job_lock
+    from txnwatch.core.db import connect, init_schema
+    from txnwatch.detect.state import job_lock
 
     holder = connect(pg_server_url, autocommit=True)
     try:
         init_schema(holder, schema)
-        acquire_job_lock(holder, schema)
+        job_lock(schema)(holder)
         with pytest.raises(TxnwatchError, match="another detection job is already running"):
             run_detect(str(tmp_path / "l"), str(tmp_path / "o"), pg_server_url, schema, until_end=True,
                        spark=spark)
@@ -211,8 +211,8 @@ def test_schema_bound_to_one_stream(tmp_path, spark, pg_server_url, schema):
 def test_reapplying_a_committed_chunk_changes_nothing(tmp_path, spark, pg_server_url, schema):
     from datetime import UTC, datetime
 
-    from txnwatch.db import Link
-    from txnwatch.detect.job import DetectSummary, _Batcher
+    from txnwatch.core.db import Link
+    from txnwatch.detect.batch import Batches, DetectSummary
 
     rows, imp = build_rows(1_500, seed=6)
     landing = open_store(str(tmp_path / "landing"))
@@ -228,7 +228,7 @@ def test_reapplying_a_committed_chunk_changes_nothing(tmp_path, spark, pg_server
     link = Link(pg_server_url, autocommit=True)
     try:
         before = snapshot(link.conn)
-        batcher = _Batcher(spark, link, schema, landing, LOW, datetime.now(UTC))
+        batcher = Batches(spark, link, schema, landing, LOW, datetime.now(UTC))
         batcher.run([2, 3], DetectSummary())  # already committed: the checkpoint check makes it a no-op
         batcher.close()
         assert snapshot(link.conn) == before

@@ -7,15 +7,15 @@ import dataclasses
 
 import psycopg
 import pytest
-from reference_rules import detect_store
-from y_data import assert_matches_reference
 
-from txnwatch.config import Thresholds
+from tests.reference_rules import detect_store
+from tests.y_data import assert_matches_reference
+from txnwatch.core.config import Thresholds
+from txnwatch.core.landing import REFERENCE_KEY
+from txnwatch.core.storage import open_store
 from txnwatch.detect.job import run_detect
 from txnwatch.generate import generate, scaled_thresholds
-from txnwatch.ingest import run_ingest
-from txnwatch.landing import REFERENCE_KEY
-from txnwatch.storage import open_store
+from txnwatch.ingest.job import run_ingest
 
 ROWS = 60_000
 

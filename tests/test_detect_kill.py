@@ -2,7 +2,8 @@
 uninterrupted run writes (the reference), with no duplicate and nothing missing.
 
 Narrow windows (between commit and file write, between file write and its record) are hit
-deterministically through the TXNWATCH_FAULT hook, which os._exit(137)s at a named point; wider ones
+deterministically through a fault point armed in the subprocess (fault_points.py), which os._exit(137)s
+there; wider ones
 by SIGKILL at random moments. Each process start costs a Spark start, so the points are chained on one
 stream instead of one stream per point.
 """
@@ -17,11 +18,11 @@ import sys
 import time
 from pathlib import Path
 
-from reference_rules import detect_store
-from y_data import LOW, assert_matches_reference, build_rows, check_exactly_once, land
-
-from txnwatch.landing import REFERENCE_KEY
-from txnwatch.storage import open_store
+from tests.fault_points import subprocess_env
+from tests.reference_rules import detect_store
+from tests.y_data import LOW, assert_matches_reference, build_rows, check_exactly_once, land
+from txnwatch.core.landing import REFERENCE_KEY
+from txnwatch.core.storage import open_store
 
 ROOT = Path(__file__).resolve().parents[1]
 LOW_ARGS = [a for name in ("upgrade_min_merchant_txns", "upgrade_weight_percentile", "child_min_txns",
@@ -35,10 +36,7 @@ def detect_cmd(landing, out, db, schema) -> list[str]:
 
 
 def run(cmd, fault: str | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
-    env = dict(os.environ, TXNWATCH_SPARK_WARMUP="0")  # start-up speed is not the point here
-    env.pop("TXNWATCH_FAULT", None)
-    if fault:
-        env["TXNWATCH_FAULT"] = fault
+    env = subprocess_env(dict(os.environ, TXNWATCH_SPARK_WARMUP="0"), fault)  # start-up speed is not the point
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 
@@ -74,8 +72,7 @@ def test_random_kill_9_then_restart(tmp_path, pg_server_url, schema):
     cmd = detect_cmd(landing.url, out.url, pg_server_url, schema)
     seed = random.randrange(1 << 30)
     rnd = random.Random(seed)
-    env = {k: v for k, v in os.environ.items() if k != "TXNWATCH_FAULT"}
-    env["TXNWATCH_SPARK_WARMUP"] = "0"
+    env = subprocess_env(dict(os.environ, TXNWATCH_SPARK_WARMUP="0"), None)
     for _ in range(2):
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
         # Spark starts in ~5-8 s here: kill during start-up, Spark work, commits and file writes.

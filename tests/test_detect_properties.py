@@ -16,18 +16,19 @@ import psycopg
 import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reference_rules import detect, weights_from_csv
-from y_data import assert_matches_reference, csv_bytes, land
 
-from txnwatch.config import Thresholds
-from txnwatch.db import Link, init_schema
+from tests.reference_rules import detect, weights_from_csv
+from tests.y_data import assert_matches_reference, csv_bytes, land
+from txnwatch.core.config import Thresholds
+from txnwatch.core.db import Link, init_schema
+from txnwatch.core.landing import CANONICAL_COLUMNS, IMPORTANCE_COLUMNS
+from txnwatch.core.storage import open_store
 from txnwatch.detect import state
-from txnwatch.detect.job import DetectSummary, _Batcher
+from txnwatch.detect.batch import Batches, DetectSummary
 from txnwatch.detect.live_state import LiveState
 from txnwatch.detect.output import write_pending
+from txnwatch.detect.shapes import DELTA
 from txnwatch.detect.weights import Weights
-from txnwatch.landing import CANONICAL_COLUMNS, IMPORTANCE_COLUMNS
-from txnwatch.storage import open_store
 
 Y_START = datetime(2025, 7, 4, tzinfo=UTC)
 TYPES = ["es_food", "es_bar", "es_health"]
@@ -88,7 +89,7 @@ def _deltas(chunks: list[list[list[str]]], ks: list[int]) -> pa.Table:
                      "merchant_id": [m for _, _, m in keys], "n": [agg[x][0] for x in keys],
                      "s": pa.array([agg[x][1] for x in keys], pa.decimal128(38, 10)),
                      "name": [agg[x][2] for x in keys], "has_f": [agg[x][3] for x in keys],
-                     "has_m": [agg[x][4] for x in keys]}, schema=state.DELTA_ARROW)
+                     "has_m": [agg[x][4] for x in keys]}, schema=DELTA)
 
 
 def _expected(chunks, imp, th) -> list[tuple]:
@@ -128,7 +129,7 @@ def test_job_in_random_batches_with_restarts_equals_reference(tmp_path_factory, 
         batcher = None
         for i, batch in enumerate(_batches(len(chunks), splits)):
             if batcher is None or restarts[i % len(restarts)]:
-                batcher = _Batcher(spark, link, schema, landing, th, y_start=Y_START)
+                batcher = Batches(spark, link, schema, landing, th, y_start=Y_START)
             batcher.run(batch, DetectSummary())
             write_pending(conn, schema, output, final=False)
         write_pending(conn, schema, output, final=True)

@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import wait_for
 
-from txnwatch.db import connect, init_schema, render_sql
-from txnwatch.errors import TxnwatchError, first_line
-from txnwatch.storage import open_store
+from tests.helpers import wait_for
+from txnwatch.core.db import connect, init_schema, render_sql
+from txnwatch.core.errors import TxnwatchError, first_line
+from txnwatch.core.storage import open_store
 
 
 def test_local_store_put_is_atomic_and_listable(tmp_path):
@@ -84,7 +84,7 @@ def test_concurrent_initialisers_of_a_new_schema_do_not_collide(pg_server_url):
 
 
 def test_without_a_server_an_embedded_one_is_started_under_the_local_dir(tmp_path, monkeypatch):
-    from txnwatch.embedded_pg import embedded_db_url
+    from txnwatch.core.embedded_pg import embedded_db_url
 
 
     monkeypatch.setenv("TXNWATCH_LOCAL_DIR", str(tmp_path))
@@ -126,3 +126,19 @@ def test_cli_reports_errors_in_one_line_without_password():
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0, proc.stderr
     assert "cannot connect to PostgreSQL" in proc.stderr and "hunter2" not in proc.stderr
+
+
+def test_the_cli_offers_only_the_commands_whose_modules_are_installed(monkeypatch, capsys):
+    """The Databricks wheel leaves the Airflow and local tooling out: its CLI must not offer them."""
+    from txnwatch import cli
+
+    assert all(cli.available(c) for c in cli.COMMANDS)  # the checkout holds every room
+    monkeypatch.setitem(cli.COMMANDS, "airflow", "txnwatch.no_such_room.airflow_home")
+    monkeypatch.setitem(cli.COMMANDS, "databricks", "txnwatch.databricks.no_such_module")
+    parser = cli.build_parser()
+    usage = parser.format_usage()
+    assert "{ingest,detect,generate,report}" in usage
+    with pytest.raises(SystemExit) as e:
+        parser.parse_args(["airflow", "dags", "list"])
+    assert e.value.code == 2 and "invalid choice: 'airflow'" in capsys.readouterr().err
+    assert parser.parse_args(["report", "--json"]).json

@@ -7,11 +7,11 @@ import sys
 
 import pandas as pd
 import pytest
-from x_rules import detections, load_transactions
 
+from tests.x_rules import detections, load_transactions
+from txnwatch.core.landing import CANONICAL_COLUMNS
 from txnwatch.generate import DEI_MERCHANTS, FULL_CUSTOMERS, FULL_ROWS, TRANSPORT, generate, scaled_thresholds
-from txnwatch.ingest import run_ingest
-from txnwatch.landing import CANONICAL_COLUMNS
+from txnwatch.ingest.job import run_ingest
 
 ROWS = 60_000
 

@@ -9,8 +9,9 @@ import threading
 import boto3
 import pandas as pd
 import pytest
-from conftest import wait_for
-from x_data import (
+
+from tests.helpers import wait_for
+from tests.x_data import (
     BANKSIM_HEADER,
     banksim_line,
     ledger,
@@ -19,10 +20,9 @@ from x_data import (
     write_banksim,
     write_gzip,
 )
-
-from txnwatch.errors import TxnwatchError
-from txnwatch.ingest import publish_importance
-from txnwatch.landing import CANONICAL_COLUMNS, IMPORTANCE_COLUMNS
+from txnwatch.core.errors import TxnwatchError
+from txnwatch.core.landing import CANONICAL_COLUMNS, IMPORTANCE_COLUMNS
+from txnwatch.ingest.job import publish_importance
 
 CANONICAL = list(CANONICAL_COLUMNS)
 
@@ -209,7 +209,7 @@ def test_a_chunk_with_other_content_is_never_overwritten(ingest, tmp_path):
 
 
 def test_only_one_ingest_writes_a_landing_zone_at_a_time(ingest, pg_server_url, schema, tmp_path):
-    from txnwatch.db import connect
+    from txnwatch.core.db import connect
 
     land = tmp_path / "land"
     with connect(pg_server_url, autocommit=True) as other:
@@ -245,7 +245,7 @@ def test_landing_in_a_missing_bucket_is_one_clear_error(ingest, s3_endpoint, tmp
 
 
 def test_source_over_http(ingest, tmp_path):
-    from x_http import serve
+    from tests.x_http import serve
 
     src = write_banksim(tmp_path / "tx.csv", 5)
     with serve({"/tx.csv": src}) as (base, _):
@@ -276,9 +276,8 @@ def test_resume_into_a_wiped_landing_zone_is_refused(ingest, tmp_path):
 
 
 def test_source_from_a_google_drive_id(ingest, tmp_path, monkeypatch):
-    from x_http import serve
-
-    from txnwatch.sources import GDRIVE_BASE_ENV
+    from tests.x_http import serve
+    from txnwatch.ingest.sources import GDRIVE_BASE_ENV
 
     src = write_banksim(tmp_path / "tx.csv", 5)
     drive_id = "1Zx9Yw8Vu7Ts6Rq5Po4Nm3Lk2Ji1Hg0Fe"

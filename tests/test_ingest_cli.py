@@ -9,8 +9,9 @@ import subprocess
 import sys
 
 import pytest
-from conftest import free_port, wait_for
-from x_data import (
+
+from tests.helpers import free_port, wait_for
+from tests.x_data import (
     BANKSIM_HEADER,
     banksim_line,
     ledger,
@@ -20,8 +21,7 @@ from x_data import (
     write_importance,
     write_zip,
 )
-
-from txnwatch.ingest import run_ingest
+from txnwatch.ingest.job import run_ingest
 
 
 @pytest.fixture

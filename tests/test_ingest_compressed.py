@@ -8,13 +8,13 @@ import tracemalloc
 
 import boto3
 import pytest
-from x_data import NETWORK_HEADER, banksim_line, snapshot, write_banksim, write_gzip, write_zip
-from x_http import serve
 
-from txnwatch.compressed import Wanted, open_input
-from txnwatch.errors import TxnwatchError
-from txnwatch.records import read_records
-from txnwatch.sources import GDRIVE_BASE_ENV, fetch
+from tests.x_data import NETWORK_HEADER, banksim_line, snapshot, write_banksim, write_gzip, write_zip
+from tests.x_http import serve
+from txnwatch.core.errors import TxnwatchError
+from txnwatch.ingest.compressed import Wanted, open_input
+from txnwatch.ingest.rows import read_records
+from txnwatch.ingest.sources import GDRIVE_BASE_ENV, fetch
 
 pytestmark = pytest.mark.usefixtures("local_dir")
 

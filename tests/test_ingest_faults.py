@@ -7,10 +7,10 @@ import codecs
 import json
 
 import pytest
-from x_data import banksim_line, ledger, parse_csv, write_banksim
 
-from txnwatch.errors import TxnwatchError
-from txnwatch.records import MAX_RECORD_CHARS, RAW_KEEP_CHARS
+from tests.x_data import banksim_line, ledger, parse_csv, write_banksim
+from txnwatch.core.errors import TxnwatchError
+from txnwatch.ingest.rows import MAX_RECORD_CHARS, RAW_KEEP_CHARS
 
 pytestmark = pytest.mark.usefixtures("local_dir")
 

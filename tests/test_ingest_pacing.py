@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from x_data import write_banksim, write_importance
 
-from txnwatch.ingest import run_ingest
+from tests.x_data import write_banksim, write_importance
+from txnwatch.ingest.job import run_ingest
 
 
 @pytest.fixture(autouse=True)

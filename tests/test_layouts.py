@@ -6,9 +6,9 @@ import io
 
 import pytest
 
-from txnwatch.errors import TxnwatchError
-from txnwatch.layouts import importance_layout, transaction_layout
-from txnwatch.records import read_records
+from txnwatch.core.errors import TxnwatchError
+from txnwatch.ingest.layouts import importance_layout, transaction_layout
+from txnwatch.ingest.rows import read_records
 
 BANKSIM_HEADER = "step,customer,age,gender,zipcodeOri,merchant,zipMerchant,category,amount,fraud".split(",")
 CANONICAL_HEADER = "transactionId,customerId,customerName,merchantId,amount,transactionType,gender,timestamp"

@@ -11,13 +11,13 @@ from urllib.parse import quote
 
 import numpy as np
 import pytest
-from airflow_support import SECRET_PASSWORD
-from conftest import ROOT
 
-from txnwatch.errors import TxnwatchError
-from txnwatch.orchestration.live_view.snapshot import SchemaNotFound, snapshot
+from tests.airflow_support import SECRET_PASSWORD
+from tests.helpers import ROOT
+from txnwatch.core.errors import TxnwatchError
+from txnwatch.records.snapshot import SchemaNotFound, snapshot
 
-pytest_plugins = ["airflow_fixtures", "live_view_support"]
+pytest_plugins = ["tests.airflow_fixtures", "tests.live_view_support"]
 
 T0 = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
 LAGS = [0.2, 0.4, 0.6, 0.8, 1.5]
@@ -118,7 +118,7 @@ def test_a_schema_before_its_first_run_reports_y_not_started(db, schema):
 
 
 def test_a_schema_without_txnwatch_tables_is_not_found(pg_server_url, schema):
-    from txnwatch.db import connect
+    from txnwatch.core.db import connect
 
     with connect(pg_server_url, autocommit=True) as conn:
         with pytest.raises(SchemaNotFound):
@@ -132,8 +132,8 @@ def test_a_schema_name_outside_the_params_pattern_is_refused(db, bad):
 
 
 def test_schemas_come_most_recently_active_first(db, schema, pg_server_url):
-    from txnwatch.db import connect, init_schema
-    from txnwatch.orchestration.live_view.snapshot import list_schemas
+    from txnwatch.core.db import connect, init_schema
+    from txnwatch.records.snapshot import list_schemas
 
     older = f"{schema}_old"
     try:
@@ -152,8 +152,8 @@ def test_schemas_come_most_recently_active_first(db, schema, pg_server_url):
 
 def test_a_schema_whose_state_cannot_be_read_is_left_out_of_the_list(db, schema, pg_server_url):
     """As when a schema is dropped between listing and reading it: the others are still listed."""
-    from txnwatch.db import connect
-    from txnwatch.orchestration.live_view.snapshot import list_schemas
+    from txnwatch.core.db import connect
+    from txnwatch.records.snapshot import list_schemas
 
     lookalike = f"{schema}_alike"
     try:
@@ -252,8 +252,8 @@ def test_plugin_adds_the_view_to_the_navigation_and_to_dag_run_pages(api_server)
 
 
 def test_a_runs_tab_opens_the_view_of_the_schema_in_its_conf(api_server, schema):
-    from txnwatch.orchestration.airflow_api import AirflowAPI
-    from txnwatch.orchestration.settings import Y_DAG_ID
+    from txnwatch.airflow.airflow_api import AirflowAPI
+    from txnwatch.airflow.settings import Y_DAG_ID
 
     api = AirflowAPI(api_server.url, api_server.username, api_server.password)
     run_id = api.trigger(Y_DAG_ID, {"schema": schema})["dag_run_id"]
@@ -282,7 +282,7 @@ def test_importing_the_plugin_loads_neither_fastapi_nor_the_api_server():
 def test_an_unreachable_database_gets_503_without_its_password():
     from fastapi import HTTPException
 
-    from txnwatch.orchestration.live_view.app import _connect
+    from txnwatch.airflow.live_view.app import _connect
 
     with pytest.raises(HTTPException) as e:
         _connect(f"postgresql://u:{SECRET_PASSWORD}@127.0.0.1:1/db")

@@ -13,12 +13,13 @@ import os
 import sys
 
 import pytest
-from airflow_support import kill_group, read_detections, start
-from browser_support import log_in, shot
-from conftest import wait_for
 from playwright.sync_api import expect
 
-pytest_plugins = ["airflow_fixtures", "live_view_support"]
+from tests.airflow_support import kill_group, read_detections, start
+from tests.browser_support import log_in, shot
+from tests.helpers import wait_for
+
+pytest_plugins = ["tests.airflow_fixtures", "tests.live_view_support"]
 pytestmark = pytest.mark.browser
 
 ROWS_PER_CHUNK = 1000  # the 40,000-row set: 40 chunks, landed over 30 s

@@ -11,16 +11,16 @@ from pathlib import Path
 import boto3
 import psycopg
 import pytest
-from conftest import free_port, wait_for
-from fault_proxy import FaultProxy
-from reference_rules import detect_store
-from y_data import LOW, assert_matches_reference, build_rows, check_exactly_once, land
 
-from txnwatch.detect import faults
+from tests.fault_points import arm
+from tests.fault_proxy import FaultProxy
+from tests.helpers import free_port, wait_for
+from tests.reference_rules import detect_store
+from tests.y_data import LOW, assert_matches_reference, build_rows, check_exactly_once, land
+from txnwatch.core.landing import REFERENCE_KEY
+from txnwatch.core.retry import RetryPolicy, Unreachable, is_transient, s3_config, service_of
+from txnwatch.core.storage import open_store
 from txnwatch.detect.job import run_detect
-from txnwatch.landing import REFERENCE_KEY
-from txnwatch.retry import RetryPolicy, Unreachable, is_transient, s3_config, service_of
-from txnwatch.storage import open_store
 
 CUT_S = 2.0
 S3_CUT_S = 5.0  # longer than botocore's own retries of one call (3 attempts, backoff <= 1 s + 2 s)
@@ -73,7 +73,7 @@ def test_an_unreachable_s3_endpoint_and_throttling_are_outages_a_missing_bucket_
 # --- the policy --------------------------------------------------------------------------------
 
 def test_a_unit_of_work_is_rerun_after_the_cut_with_one_warning(pg_proxy, caplog):
-    from txnwatch.db import Link
+    from txnwatch.core.db import Link
 
     link = Link(pg_proxy.url, autocommit=True)
     calls = []
@@ -94,7 +94,7 @@ def test_a_unit_of_work_is_rerun_after_the_cut_with_one_warning(pg_proxy, caplog
 
 
 def test_an_outage_longer_than_the_bound_ends_with_one_clear_error(pg_proxy):
-    from txnwatch.db import connect
+    from txnwatch.core.db import connect
 
     pg_proxy.down()
     with pytest.raises(Unreachable, match=r"^PostgreSQL unreachable for \d+ s \(bound 1 s\): cannot connect"):
@@ -123,11 +123,10 @@ def stream():
 
 
 @pytest.fixture
-def cut_once():
+def cut_once(monkeypatch):
     """cut_once(point, proxy, visit): the proxy cuts for CUT_S seconds the `visit`-th time Y reaches `point`."""
-    armed: list[str] = []
 
-    def arm(point: str, proxy: FaultProxy, visit: int = 3, seconds: float = CUT_S) -> None:
+    def arm_cut(point: str, proxy: FaultProxy, visit: int = 3, seconds: float = CUT_S) -> None:
         seen = []
 
         def action() -> None:
@@ -135,12 +134,9 @@ def cut_once():
             if len(seen) == visit:
                 proxy.cut(seconds)
 
-        faults.on(point, action)
-        armed.append(point)
+        arm(point, action, monkeypatch.setattr)
 
-    yield arm
-    for point in armed:
-        faults.on(point, None)
+    return arm_cut
 
 
 @pytest.mark.parametrize(("point", "visit"), [("after_spark_read", 3), ("after_rules", 3), ("before_commit", 3),
@@ -201,19 +197,17 @@ def test_y_started_during_an_outage_waits_for_it(service, s3_bucket, spark, pg_s
 
 
 def test_y_gives_up_after_the_bound_and_a_restart_resumes_exactly(tmp_path, spark, pg_server_url, pg_proxy,
-                                                                 schema, stream, cut_once):
+                                                                 schema, stream, monkeypatch):
     rows, imp = stream
     landing = open_store(str(tmp_path / "landing"))
     chunks = land(landing, rows, imp, 500)
     ref = detect_store(landing, REFERENCE_KEY, LOW)
     out = open_store(str(tmp_path / "out"))
-    faults.on("after_rules", lambda: pg_proxy.down() if pg_proxy.cuts == 0 else None)
-    try:
+    with monkeypatch.context() as patch:
+        arm("after_rules", lambda: pg_proxy.down() if pg_proxy.cuts == 0 else None, patch.setattr)
         with pytest.raises(Unreachable, match=r"^PostgreSQL unreachable for \d+ s \(bound 2 s\)"):
             run_detect(landing.url, out.url, pg_proxy.url, schema, until_end=True, thresholds=LOW, spark=spark,
                        max_batch_chunks=2, retry_seconds=2)
-    finally:
-        faults.on("after_rules", None)
     pg_proxy.up()
     run_detect(landing.url, out.url, pg_proxy.url, schema, until_end=True, thresholds=LOW, spark=spark,
                max_batch_chunks=2)
@@ -222,7 +216,7 @@ def test_y_gives_up_after_the_bound_and_a_restart_resumes_exactly(tmp_path, spar
 
 
 def test_a_stop_request_during_an_outage_ends_the_wait(pg_proxy):
-    from txnwatch.db import connect
+    from txnwatch.core.db import connect
 
     stop = threading.Event()
     pg_proxy.down()
@@ -256,10 +250,9 @@ def test_x_and_y_live_ride_out_a_20_s_cut(service, tmp_path, pg_server_url, pg_p
     import subprocess
     import sys
 
-    from test_detect_kill import LOW_ARGS, ROOT
-    from y_data import csv_bytes
-
-    from txnwatch.landing import CANONICAL_COLUMNS, IMPORTANCE_COLUMNS
+    from tests.test_detect_kill import LOW_ARGS, ROOT
+    from tests.y_data import csv_bytes
+    from txnwatch.core.landing import CANONICAL_COLUMNS, IMPORTANCE_COLUMNS
 
     rows, imp = build_rows(10_000, seed=12)
     (tmp_path / "tx.csv").write_bytes(csv_bytes(CANONICAL_COLUMNS, rows))
@@ -309,8 +302,8 @@ def test_x_gives_up_after_the_bound_with_one_line_and_a_rerun_resumes_exactly(tm
     import subprocess
     import sys
 
-    from test_detect_kill import ROOT
-    from x_data import ledger, snapshot, write_banksim, write_importance
+    from tests.test_detect_kill import ROOT
+    from tests.x_data import ledger, snapshot, write_banksim, write_importance
 
     src, imp = write_banksim(tmp_path / "tx.csv", 60), write_importance(tmp_path / "imp.csv")
     env = {**os.environ, "TXNWATCH_LOCAL_DIR": str(tmp_path / "local")}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import codecs
 import io
 
-from txnwatch.compressed import text_stream
-from txnwatch.records import MAX_RECORD_CHARS, RAW_KEEP_CHARS, escape_raw, read_records
+from txnwatch.ingest.compressed import text_stream
+from txnwatch.ingest.rows import MAX_RECORD_CHARS, RAW_KEEP_CHARS, escape_raw, read_records
 
 
 def records_of(data: bytes, quotechar: str = '"'):

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from txnwatch.db import connect
-from txnwatch.ingest import run_ingest
-from txnwatch.orchestration.replay import finished_landing, finished_stream, start_over
-from txnwatch.storage import open_store
+from txnwatch.airflow.replay import finished_landing, finished_stream, start_over
+from txnwatch.core.db import connect
+from txnwatch.core.storage import open_store
+from txnwatch.ingest.job import run_ingest
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def test_a_finished_landing_zone_is_refused_with_what_to_change(landed, pg_serve
 
 
 def test_a_stream_that_was_stopped_is_not_refused(tmp_path, pg_server_url, schema):
-    from txnwatch.db import init_schema
+    from txnwatch.core.db import init_schema
 
     landing = open_store(str(tmp_path / "landing"))
     with connect(pg_server_url, autocommit=True) as conn:

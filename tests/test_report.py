@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from txnwatch.errors import TxnwatchError
-from txnwatch.report import collect_report
+from txnwatch.core.errors import TxnwatchError
+from txnwatch.records.report import collect_report
 
 LAGS = [0.41, 0.52, 0.38, 0.95, 1.7, 0.44, 0.47, 0.5, 0.61, 0.39]
 
@@ -65,7 +65,7 @@ def test_cli_json_and_plot(pg_server_url, filled, tmp_path):
 
 
 def test_report_on_an_empty_schema_is_one_clear_error(pg_server_url, schema):
-    from txnwatch.db import connect
+    from txnwatch.core.db import connect
 
     with connect(pg_server_url, autocommit=True) as conn, pytest.raises(TxnwatchError, match="has no detection"):
         collect_report(conn, schema)

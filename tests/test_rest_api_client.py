@@ -1,4 +1,4 @@
-"""The REST API v2 client of the demo, `make airflow-up` and the tests (`txnwatch.orchestration.airflow_api`,
+"""The REST API v2 client of the demo, `make airflow-up` and the tests (`txnwatch.airflow.airflow_api`,
 over the official `apache-airflow-client`), against a real Airflow API server: its refusals arrive as one-line
 errors, never as the client's exceptions.
 
@@ -8,13 +8,13 @@ not started earlier in the suite and left idle through the other Airflow tests).
 from __future__ import annotations
 
 import pytest
-from conftest import free_port
 
-from txnwatch.errors import TxnwatchError
-from txnwatch.orchestration.airflow_api import AirflowAPI
-from txnwatch.orchestration.settings import Y_DAG_ID
+from tests.helpers import free_port
+from txnwatch.airflow.airflow_api import AirflowAPI
+from txnwatch.airflow.settings import Y_DAG_ID
+from txnwatch.core.errors import TxnwatchError
 
-pytest_plugins = ["airflow_fixtures", "live_view_support"]
+pytest_plugins = ["tests.airflow_fixtures", "tests.live_view_support"]
 
 
 def client(api_server, password: str | None = None) -> AirflowAPI:

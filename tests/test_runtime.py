@@ -1,4 +1,4 @@
-"""The detect job's start-up check of the Spark it runs on (txnwatch.runtime)."""
+"""The detect job's start-up check of the Spark it runs on (txnwatch.detect.runtime)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from txnwatch.errors import TxnwatchError
-from txnwatch.runtime import check_spark_version, parse_spark_version, require_supported_spark
+from txnwatch.core.errors import TxnwatchError
+from txnwatch.detect.runtime import check_spark_version, parse_spark_version, require_supported_spark
 
 ROOT = Path(__file__).resolve().parents[1]
 

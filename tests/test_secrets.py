@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import free_port
-from x_data import write_banksim, write_importance
 
-from txnwatch.db import ScrubFilter, redact, remember_secret, scrub
+from tests.helpers import free_port
+from tests.x_data import write_banksim, write_importance
+from txnwatch.core.db import ScrubFilter, redact, remember_secret, scrub
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "pa55-w0rd_x"

@@ -1,24 +1,20 @@
 """Load, not only faults: X replays at 2× and 5× the default rate and Y's lag stays bounded (it does not
-grow chunk after chunk), with the output exact. A short run of tools/soak.py (which `python
-tools/soak.py` runs at full length for the README's figure); TXNWATCH_SOAK_CHUNKS sets the length."""
+grow chunk after chunk), with the output exact. A short run of tools/soak.py (which `python -m
+tools.soak` runs at full length for docs/benchmarks.md's figures); TXNWATCH_SOAK_CHUNKS sets the length."""
 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
-from reference_rules import detect_store
-from y_data import assert_matches_reference
 
-from txnwatch.config import Thresholds
-from txnwatch.landing import REFERENCE_KEY
-from txnwatch.storage import open_store
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-
-from soak import Bench, soak  # noqa: E402
+from tests.reference_rules import detect_store
+from tests.y_data import assert_matches_reference
+from tools.soak import Bench, soak
+from txnwatch.core.config import Thresholds
+from txnwatch.core.landing import REFERENCE_KEY
+from txnwatch.core.storage import open_store
 
 CHUNKS = int(os.environ.get("TXNWATCH_SOAK_CHUNKS", "20"))
 

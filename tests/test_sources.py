@@ -6,11 +6,11 @@ import hashlib
 
 import boto3
 import pytest
-from x_http import serve
 
-from txnwatch import sources
-from txnwatch.errors import TxnwatchError
-from txnwatch.sources import describe, drive_file_id, fetch, looks_like_drive_id
+from tests.x_http import serve
+from txnwatch.core.errors import TxnwatchError
+from txnwatch.ingest import sources
+from txnwatch.ingest.sources import describe, drive_file_id, fetch, looks_like_drive_id
 
 DRIVE_ID = "1AbCdEfGhIjKlMnOpQrStUvWxYz012345"
 
@@ -77,7 +77,7 @@ def test_http_404_is_a_clear_error():
 
 
 def test_unreachable_http_host_is_a_clear_error():
-    from conftest import free_port
+    from tests.helpers import free_port
 
     with pytest.raises(TxnwatchError, match="cannot download"):
         fetch(f"http://127.0.0.1:{free_port()}/tx.csv")

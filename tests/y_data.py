@@ -9,8 +9,8 @@ import io
 import json
 import random
 
-from txnwatch.config import Thresholds
-from txnwatch.landing import CANONICAL_COLUMNS, END_KEY, IMPORTANCE_COLUMNS, REFERENCE_KEY, chunk_key
+from txnwatch.core.config import Thresholds
+from txnwatch.core.landing import CANONICAL_COLUMNS, END_KEY, IMPORTANCE_COLUMNS, REFERENCE_KEY, chunk_key
 
 # Lowered thresholds for small data sets: merchants cross the volume bar mid-stream.
 LOW = Thresholds(upgrade_min_merchant_txns=300, upgrade_weight_percentile=0.3, child_min_txns=8,

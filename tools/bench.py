@@ -1,4 +1,6 @@
-"""The project's benchmark (`make bench`): the figures the README quotes. A developer tool: not shipped.
+"""The project's benchmark (`make bench`): the figures README.md and docs/benchmarks.md quote.
+
+A developer tool, not shipped.
 
 Every step runs the real CLI in its own process against PostgreSQL, as a user would:
 1. generate: the full-size BankSim-shaped set (1×, ≈594k rows, 4,112 customers) and, unless --no-10x,
@@ -31,13 +33,18 @@ import threading
 import time
 from pathlib import Path
 
-from txnwatch.db import connect, resolve_db_url
-from txnwatch.embedded_pg import local_dir
+from txnwatch.core import defaults
+from txnwatch.core.db import connect, resolve_db_url
+from txnwatch.core.paths import local_dir
+from txnwatch.core.stats import percentile
+from txnwatch.records.progress import chunk_costs
+from txnwatch.records.readiness import y_readiness
+from txnwatch.records.report import collect_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
-ROWS_1X = 594_643
-ROWS_10X = 5_946_430
+ROWS_1X = defaults.FULL_ROWS  # the real BankSim file's size
+ROWS_10X = 10 * defaults.FULL_ROWS
 
 
 class TreeRss:
@@ -84,35 +91,31 @@ def _run(cmd: list[str], env: dict[str, str], log: Path) -> tuple[float, int, in
     return wall, own, tree
 
 
-def _reset(db_url: str, schema: str, *folders: Path) -> None:
+def reset(db_url: str, schema: str, *folders: Path) -> None:
+    """Drop the schema and remove the folders: a run from scratch."""
     with connect(db_url, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
     for f in folders:
         shutil.rmtree(f, ignore_errors=True)
 
 
-def _query(db_url: str, sql: str) -> list[tuple]:
-    with connect(db_url) as conn:
-        return conn.execute(sql).fetchall()
-
-
 def _report(db_url: str, schema: str) -> dict:
-    from txnwatch.report import collect_report
-
     with connect(db_url) as conn:
         return collect_report(conn, schema)
 
 
-def _wait_ready(db_url: str, schema: str, proc: subprocess.Popen, log: Path, timeout: float = 180) -> None:
+def wait_ready(db_url: str, schema: str, proc: subprocess.Popen, log: Path, timeout: float = 180) -> None:
+    """Until Y's readiness mark is set (SystemExit when Y ends first or the mark does not come)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"bench: detect ended early; see {log}")
         try:
-            rows = _query(db_url, f"SELECT ready_at FROM {schema}.y_checkpoint WHERE ready_at IS NOT NULL")
+            with connect(db_url) as conn:
+                marks = y_readiness(conn, schema)
         except Exception:  # noqa: BLE001 - the schema does not exist yet
-            rows = []
-        if rows:
+            marks = None
+        if marks is not None and marks.ready_at is not None:
             return
         time.sleep(0.05)
     raise SystemExit(f"bench: no readiness mark after {timeout}s; see {log}")
@@ -127,7 +130,7 @@ class Bench:
     def generate(self, rows: int) -> Path:
         data = self.work / f"data-{rows}"
         if not (data / "transactions.csv").exists():
-            _run([*self.cli, "generate", "--rows", str(rows), "--seed", "7", "--layout", "banksim",
+            _run([*self.cli, "generate", "--rows", str(rows), "--seed", str(defaults.SEED), "--layout", "banksim",
                   "--out-dir", str(data)], self.env, self.work / f"generate-{rows}.log")
         return data
 
@@ -143,14 +146,14 @@ class Bench:
     def ready(self, name: str, cmd_for, env: dict[str, str] | None = None) -> float:
         """Seconds from launching Y on an empty landing zone to its readiness mark."""
         schema, landing, output = f"bench_ready_{name}", self.work / "ready-landing", self.work / "ready-out"
-        _reset(self.db_url, schema, landing, output)
+        reset(self.db_url, schema, landing, output)
         log = self.work / f"ready-{name}.log"
         with open(log, "wb") as out:
             started = time.monotonic()
             proc = subprocess.Popen(cmd_for(landing, output, schema), env=env or self.env, stdout=out,
                                     stderr=subprocess.STDOUT, start_new_session=True)
             try:
-                _wait_ready(self.db_url, schema, proc, log)
+                wait_ready(self.db_url, schema, proc, log)
                 return round(time.monotonic() - started, 2)
             finally:
                 os.killpg(proc.pid, signal.SIGTERM)  # spark-submit's Python driver too
@@ -159,7 +162,7 @@ class Bench:
     def backlog(self, data: Path, tag: str, *detect_extra: str, chunks: int | None = None) -> dict:
         schema = f"bench_backlog_{tag}"
         landing, output = self.work / f"backlog-{tag}-landing", self.work / f"backlog-{tag}-output"
-        _reset(self.db_url, schema, landing, output)
+        reset(self.db_url, schema, landing, output)
         limit = ["--max-chunks", str(chunks)] if chunks else []
         ingest_s, ingest_rss, _ = _run(self.ingest(data, landing, schema, "--interval", "0", *limit), self.env,
                                        self.work / f"ingest-{tag}.log")
@@ -171,13 +174,13 @@ class Bench:
                 "chunks": rep["chunks"], "detections": rep["detections"]}
 
     def per_chunk_cost(self, schema: str) -> list[tuple[int, float]]:
-        return [(k, float(s)) for k, s in _query(
-            self.db_url, f"SELECT chunk, batch_seconds FROM {schema}.y_chunk_metrics ORDER BY chunk")]
+        with connect(self.db_url) as conn:
+            return chunk_costs(conn, schema)
 
     def live(self, data: Path, tag: str, chunks: int, head_start: float = 8.0) -> dict:
         schema = f"bench_live_{tag}"
         landing, output = self.work / f"live-{tag}-landing", self.work / f"live-{tag}-output"
-        _reset(self.db_url, schema, landing, output)
+        reset(self.db_url, schema, landing, output)
         log = self.work / f"detect-live-{tag}.log"
         with open(log, "wb") as out:
             detect = subprocess.Popen(self.detect(landing, output, schema, "--until-end"), env=self.env,
@@ -200,7 +203,7 @@ class Bench:
 
 def _reference_seconds(landing: Path) -> tuple[float, int]:
     """The plain-Python reference on the same landed chunks, in a child (its time is its own)."""
-    out = subprocess.run([sys.executable, str(ROOT / "tools" / "reference_run.py"), str(landing)],
+    out = subprocess.run([sys.executable, "-m", "tools.reference_run", str(landing)], cwd=ROOT,
                          capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     return round(result["seconds"], 2), result["detections"]
@@ -231,11 +234,11 @@ def _summary(series: list[tuple[int, float]]) -> dict:
     values = [s for _, s in series]
     return {"median_s_chunks_6_60": round(statistics.median(values[5:60]), 3),
             "median_s_last_60": round(statistics.median(values[-60:]), 3),
-            "p95_s": round(sorted(values)[int(0.95 * (len(values) - 1))], 3), "chunks": len(values)}
+            "p95_s": round(percentile(values, 0.95), 3), "chunks": len(values)}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python tools/bench.py", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--no-10x", action="store_true", help="skip the 10× customers runs")
     parser.add_argument("--live-chunks", type=int, default=30)
     parser.add_argument("--cost-chunks-10x", type=int, default=200,
@@ -248,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, object] = {"cores": os.cpu_count(), "machine": os.uname().machine}
 
     data1 = bench.generate(ROWS_1X)
-    from txnwatch.orchestration.local_spark import spark_submit_command, spark_submit_env
+    from txnwatch.airflow.local_spark import spark_submit_command, spark_submit_env
 
     results["ready_detect_s"] = bench.ready("cli", lambda la, out, s: bench.detect(la, out, s))
     results["ready_spark_submit_s"] = bench.ready(

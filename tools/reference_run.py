@@ -1,20 +1,17 @@
 """Time the plain-Python reference (tests/reference_rules.py) on a landing zone: prints
-{"seconds": ..., "detections": ...}. Run by tools/bench.py in its own process."""
+{"seconds": ..., "detections": ...}. Run by tools/bench.py in its own process
+(`python -m tools.reference_run LANDING`)."""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from reference_rules import detect_store  # noqa: E402
-
-from txnwatch.config import Thresholds  # noqa: E402
-from txnwatch.landing import REFERENCE_KEY  # noqa: E402
-from txnwatch.storage import open_store  # noqa: E402
+from tests.reference_rules import detect_store
+from txnwatch.core.config import Thresholds
+from txnwatch.core.landing import REFERENCE_KEY
+from txnwatch.core.storage import open_store
 
 if __name__ == "__main__":
     started = time.monotonic()

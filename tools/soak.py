@@ -10,7 +10,7 @@ the chunks is at most the worst of the second quarter plus one interval-independ
 (GROWTH_ALLOWANCE_S, for batching's sawtooth). A detector slower than the feed fails this however
 long the run, since its lag then grows by (cost - interval) every chunk.
 
-`python tools/soak.py` prints a Markdown table and writes `.local/soak/results-<rows>.json`;
+`python -m tools.soak` prints a Markdown table and writes `.local/soak/results-<rows>.json`;
 tests/test_soak.py runs the same check briefly in CI.
 """
 
@@ -24,12 +24,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench import ROWS_1X, ROWS_10X, Bench, _query, _reset, _wait_ready  # noqa: E402
-
-from txnwatch.db import resolve_db_url  # noqa: E402
-from txnwatch.embedded_pg import local_dir  # noqa: E402
+from tools.bench import ROWS_1X, ROWS_10X, Bench, reset, wait_ready
+from txnwatch.core.db import connect, resolve_db_url
+from txnwatch.core.paths import local_dir
+from txnwatch.core.stats import percentile
+from txnwatch.records.progress import chunk_lags, progress
 
 GROWTH_ALLOWANCE_S = 1.0
 
@@ -57,10 +56,9 @@ class SoakResult:
 
     def summary(self) -> dict:
         second, last = self.quarters
-        ordered = sorted(self.lags)
         return {"interval_s": self.interval_s, "chunks_per_s": round(1 / self.interval_s, 2), "chunks": self.chunks,
-                "lag_p50_s": round(ordered[len(ordered) // 2], 3),
-                "lag_p95_s": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 3),
+                "lag_p50_s": round(percentile(self.lags, 0.5), 3),
+                "lag_p95_s": round(percentile(self.lags, 0.95), 3),
                 "lag_max_second_quarter_s": round(second, 3), "lag_max_last_quarter_s": round(last, 3),
                 "bounded": self.bounded, "detections": self.detections}
 
@@ -69,13 +67,13 @@ def soak(bench: Bench, data: Path, interval: float, chunks: int, tag: str) -> So
     """One run at one rate: Y first, X once Y is ready, until Y has processed the last chunk."""
     schema = f"soak_{tag}"
     landing, output = bench.work / f"soak-{tag}-landing", bench.work / f"soak-{tag}-output"
-    _reset(bench.db_url, schema, landing, output)
+    reset(bench.db_url, schema, landing, output)
     log = bench.work / f"soak-detect-{tag}.log"
     with open(log, "wb") as out:
         y = subprocess.Popen(bench.detect(landing, output, schema, "--until-end"), env=bench.env, stdout=out,
                              stderr=subprocess.STDOUT)
         try:
-            _wait_ready(bench.db_url, schema, y, log)
+            wait_ready(bench.db_url, schema, y, log)
             x = subprocess.run(bench.ingest(data, landing, schema, "--interval", str(interval), "--max-chunks",
                                             str(chunks)), env=bench.env, capture_output=True, timeout=3600)
             if x.returncode != 0:
@@ -86,14 +84,14 @@ def soak(bench: Bench, data: Path, interval: float, chunks: int, tag: str) -> So
             if y.poll() is None:
                 y.kill()
                 y.wait()
-    lags = [float(v) for (v,) in _query(bench.db_url, f"SELECT extract(epoch FROM committed_at - landed_at) "
-                                                      f"FROM {schema}.y_chunk_metrics ORDER BY chunk")]
-    (detections,) = _query(bench.db_url, f"SELECT count(*) FROM {schema}.detected_patterns")[0]
+    with connect(bench.db_url) as conn:
+        lags = [float(v) for v in chunk_lags(conn, schema)]
+        detections = progress(conn, schema).detections
     return SoakResult(interval, chunks, lags, detections, schema, str(landing), str(output))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python tools/soak.py", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.soak", description=__doc__.splitlines()[0])
     parser.add_argument("--chunks", type=int, default=60, help="chunks per rate (60: the whole 1× set)")
     parser.add_argument("--rows", type=int, default=ROWS_1X,
                         help=f"rows of the generated set (default {ROWS_1X:,}; {ROWS_10X:,} for 10× the customers "

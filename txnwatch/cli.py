@@ -3,13 +3,34 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import logging
 import sys
 from collections.abc import Sequence
 
-from txnwatch.db import DEFAULT_SCHEMA, ScrubFilter, scrub
-from txnwatch.errors import TxnwatchError
-from txnwatch.retry import DEFAULT_RETRY_SECONDS
+from txnwatch.core import defaults
+from txnwatch.core.db import ScrubFilter, scrub
+from txnwatch.core.errors import TxnwatchError
+
+# Each sub-command and the module that runs it. A build that leaves a module out (the Databricks wheel holds
+# the library Y needs, not the Airflow or local tooling) offers only the commands whose modules it holds.
+COMMANDS = {
+    "ingest": "txnwatch.ingest.job",
+    "detect": "txnwatch.detect.job",
+    "generate": "txnwatch.generate",
+    "report": "txnwatch.records.report",
+    "databricks": "txnwatch.databricks.deploy",
+    "airflow": "txnwatch.local.airflow_home",
+}
+
+
+def available(command: str) -> bool:
+    """Whether this installation holds the module of `command` (found without importing it)."""
+    try:
+        return importlib.util.find_spec(COMMANDS[command]) is not None
+    except ModuleNotFoundError:  # its package is missing altogether
+        return False
 
 
 def _positive_int(text: str) -> int:
@@ -37,38 +58,43 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="txnwatch", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
+    def offer(name: str, **kwargs) -> argparse.ArgumentParser:
+        """The sub-command's parser, or a detached one (offered nowhere) when its module is not installed."""
+        return sub.add_parser(name, **kwargs) if available(name) else argparse.ArgumentParser(add_help=False)
+
     def db_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--db", help="PostgreSQL URL (default: TXNWATCH_DB_URL, else 127.0.0.1:5432, "
                                     "else an embedded server under .local/)")
-        p.add_argument("--schema", default=DEFAULT_SCHEMA, help="schema holding state and checkpoints")
+        p.add_argument("--schema", default=defaults.SCHEMA, help="schema holding state and checkpoints")
 
     def retry_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--retry-seconds", type=_non_negative_float, default=DEFAULT_RETRY_SECONDS,
+        p.add_argument("--retry-seconds", type=_non_negative_float, default=defaults.RETRY_SECONDS,
                        help="ride out a PostgreSQL or S3 outage for up to this many seconds before failing "
-                            f"(default {DEFAULT_RETRY_SECONDS:g}; 0: fail at once)")
+                            f"(default {defaults.RETRY_SECONDS:g}; 0: fail at once)")
 
-    p = sub.add_parser("ingest", help="Mechanism X: land the source as chunks, one per interval")
+    p = offer("ingest", help="Mechanism X: land the source as chunks, one per interval")
     p.add_argument("--source", required=True, help="transactions CSV (plain, .gz, or a .zip holding it): "
                                                    "path, file://, http(s)://, Google Drive link or id, s3://")
     p.add_argument("--importance", required=True, help="customer importance CSV (same kinds of source)")
     p.add_argument("--landing", required=True, help="landing zone: local folder, file:// or s3://")
     db_args(p)
-    p.add_argument("--rows-per-chunk", type=_positive_int, default=10_000)
-    p.add_argument("--interval", type=_non_negative_float, default=1.0,
+    p.add_argument("--rows-per-chunk", type=_positive_int, default=defaults.ROWS_PER_CHUNK)
+    p.add_argument("--interval", type=_non_negative_float, default=defaults.INTERVAL_S,
                    help="seconds between chunks (0: flat out)")
     p.add_argument("--max-chunks", type=_positive_int, help="replay only the first K chunks")
-    p.add_argument("--max-reject-share", type=_share, default=0.5,
+    p.add_argument("--max-reject-share", type=_share, default=defaults.MAX_REJECT_SHARE,
                    help="stop (landing nothing of it) when more than this share of a chunk's rows is "
                         "rejected: the wrong file, most likely (0: any rejected row; 1: never)")
     retry_args(p)
 
-    p = sub.add_parser("detect", help="Mechanism Y: the Spark detection job")
+    p = offer("detect", help="Mechanism Y: the Spark detection job")
     p.add_argument("--landing", required=True)
     p.add_argument("--output", required=True, help="where detection files go: local folder, file:// or s3://")
     db_args(p)
     p.add_argument("--until-end", action="store_true", help="exit 0 after the last chunk _END.json counts")
-    p.add_argument("--poll-interval", type=_non_negative_float, default=0.1, help="seconds between looks")
-    p.add_argument("--max-batch-chunks", type=_positive_int, default=16,
+    p.add_argument("--poll-interval", type=_non_negative_float, default=defaults.POLL_INTERVAL_S,
+                   help="seconds between looks")
+    p.add_argument("--max-batch-chunks", type=_positive_int, default=defaults.MAX_BATCH_CHUNKS,
                    help="when behind, process up to this many chunks in one Spark pass")
     p.add_argument("--threshold", action="append", metavar="NAME=VALUE",
                    help="override a rule threshold (repeatable), e.g. child_min_txns=80")
@@ -77,18 +103,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "environment to carry it)")
     retry_args(p)
 
-    p = sub.add_parser("generate", help="write a seeded BankSim-shaped data set and its importance file")
-    p.add_argument("--rows", type=_positive_int, default=594_643)
-    p.add_argument("--seed", type=int, default=7)
+    p = offer("generate", help="write a seeded BankSim-shaped data set and its importance file")
+    p.add_argument("--rows", type=_positive_int, default=defaults.FULL_ROWS)
+    p.add_argument("--seed", type=int, default=defaults.SEED)
     p.add_argument("--layout", choices=("banksim", "canonical"), default="banksim")
     p.add_argument("--out-dir", required=True)
 
-    p = sub.add_parser("report", help="per-chunk metrics of the detection job")
+    p = offer("report", help="per-chunk metrics of the detection job")
     db_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--plot", metavar="FILE.png", help="draw lag per chunk and detections over time")
 
-    p = sub.add_parser("databricks", help="build or deploy the library Mechanism Y runs with on Databricks")
+    p = offer("databricks", help="build or deploy the library Mechanism Y runs with on Databricks")
     dbx = p.add_subparsers(dest="databricks_command", required=True)
     b = dbx.add_parser("build", help="build the release wheel (version + content hash) into a folder")
     b.add_argument("--out", default="dist", help="folder for the wheel (default: dist)")
@@ -99,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--profile", help="~/.databrickscfg profile (default: the SDK's unified authentication, "
                                      "e.g. DATABRICKS_HOST and DATABRICKS_TOKEN)")
 
-    p = sub.add_parser("airflow", help="run an Airflow CLI command against the project's local Airflow",
+    p = offer("airflow", help="run an Airflow CLI command against the project's local Airflow",
                        add_help=False)
     p.add_argument("airflow_args", nargs=argparse.REMAINDER)
     return parser
@@ -115,22 +141,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("botocore", "boto3", "s3transfer", "urllib3", "py4j", "databricks.sdk"):
         logging.getLogger(name).setLevel(logging.WARNING)
     try:
-        if args.command == "ingest":
-            from txnwatch.ingest import command
-        elif args.command == "detect":
-            from txnwatch.runtime import require_supported_spark
+        if args.command == "detect":
+            from txnwatch.detect.runtime import require_supported_spark
 
             require_supported_spark()  # before any Spark work: an old runtime fails here with one line
-            from txnwatch.detect.job import command
-        elif args.command == "generate":
-            from txnwatch.generate import command
-        elif args.command == "report":
-            from txnwatch.report import command
-        elif args.command == "databricks":
-            from txnwatch.orchestration.deploy import command
-        else:
-            from txnwatch.airflow_local import command
-        return int(command(args) or 0)
+        return int(importlib.import_module(COMMANDS[args.command]).command(args) or 0)
     except TxnwatchError as e:
         print(f"txnwatch {args.command}: error: {scrub(str(e))}", file=sys.stderr)
         return 2

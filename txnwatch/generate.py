@@ -19,15 +19,18 @@ to chance:
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from txnwatch.errors import TxnwatchError
+from txnwatch.core import defaults
+from txnwatch.core.errors import TxnwatchError
+from txnwatch.core.paths import local_dir
 
-FULL_ROWS = 594_643
+FULL_ROWS = defaults.FULL_ROWS
 FULL_CUSTOMERS = 4_112
 STEPS = 180
 TRANSPORT = ("M1823072687", "M348934600")  # the real set's two transport merchants
@@ -265,3 +268,26 @@ def command(args) -> int:
         "wrote %s and %s (%d rows, %s layout, seed %d) in %.1fs", files.transactions, files.importance,
         args.rows, args.layout, args.seed, time.monotonic() - t0)
     return 0
+
+
+# --- the demo data set: the same for `make demo` and the X DAG's default source (so triggering X with the
+# form's defaults works on a fresh checkout), generated on demand under `.local/`.
+DEMO_ROWS = FULL_ROWS
+TRANSACTIONS = "transactions.csv"
+IMPORTANCE = "customer_importance.csv"
+
+
+def demo_data_dir(rows: int = FULL_ROWS) -> Path:
+    return local_dir(create=False) / ("data" if rows == FULL_ROWS else f"data_{rows}")
+
+
+def ensure_demo_data(out_dir: Path, rows: int = FULL_ROWS,
+                     say: Callable[[str], None] | None = None) -> tuple[Path, Path, bool]:
+    """(transactions, importance, generated now): the files in `out_dir`, generated if either is missing."""
+    tx, imp = out_dir / TRANSACTIONS, out_dir / IMPORTANCE
+    if tx.exists() and imp.exists():
+        return tx, imp, False
+    if say:
+        say(f"generating a BankSim-shaped data set of {rows:,} rows (seed {defaults.SEED}) in {out_dir}")
+    result = generate(rows=rows, seed=defaults.SEED, layout="banksim", out_dir=out_dir)
+    return Path(result.transactions), Path(result.importance), True

@@ -13,8 +13,10 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-SCALE = 10
-DECIMAL = pa.decimal128(38, SCALE)
+from txnwatch.detect.shapes import AMOUNT, AMOUNT_SCALE
+
+SCALE = AMOUNT_SCALE
+DECIMAL = AMOUNT
 _TWO_64 = float(2**64)
 
 

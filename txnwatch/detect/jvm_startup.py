@@ -27,7 +27,7 @@ def archive_path() -> Path:
     """One archive per pyspark installation (its jars are the class path the archive is valid for)."""
     import pyspark
 
-    from txnwatch.embedded_pg import local_dir
+    from txnwatch.core.paths import local_dir
 
     where = hashlib.sha256(pyspark.__file__.encode()).hexdigest()[:12]
     return local_dir() / "spark-cds" / f"pyspark-{pyspark.__version__}-{where}.jsa"

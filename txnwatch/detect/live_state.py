@@ -30,22 +30,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from txnwatch.config import Thresholds
+from txnwatch.core.config import Thresholds
 from txnwatch.detect import amounts
 from txnwatch.detect.order_stats import MerchantOrderStats
+from txnwatch.detect.shapes import MEMBER, MERCHANT, PAIR
 from txnwatch.detect.weights import Weights
 
 _SEP = "\x1f"  # between merchant and customer in a pair key: a control character ids do not hold
 
-PAIRS_ARROW = pa.schema([
-    ("merchant_id", pa.string()), ("customer_id", pa.string()), ("txn_count", pa.int64()),
-    ("amount_sum", amounts.DECIMAL), ("customer_name", pa.string()),
-])
-MERCHANTS_ARROW = pa.schema([
-    ("merchant_id", pa.string()), ("txn_count", pa.int64()), ("female_customers", pa.int64()),
-    ("male_customers", pa.int64()),
-])
-MEMBERS_ARROW = pa.schema([("merchant_id", pa.string()), ("gender", pa.string()), ("customer_id", pa.string())])
 
 
 @dataclass
@@ -128,8 +120,8 @@ class LiveState:
     # -- loading ------------------------------------------------------------------------------------
 
     def load(self, pairs: pa.Table, merchants: pa.Table, reported: list[tuple[str, str, str]]) -> None:
-        """The state as Postgres holds it. pairs: merchant_id, customer_id, txn_count, amount_sum,
-        customer_name, has_f, has_m; merchants: MERCHANTS_ARROW; reported: (pattern, customer, merchant)."""
+        """The state as Postgres holds it. pairs: shapes.STORED_PAIR; merchants: shapes.MERCHANT; reported:
+        (pattern, customer, merchant)."""
         rows = self._merchant_codes(merchants["merchant_id"])
         for col, name in (("n", "txn_count"), ("f", "female_customers"), ("m", "male_customers")):
             getattr(self.merchants, col)[rows] = merchants[name].to_numpy()
@@ -168,7 +160,7 @@ class LiveState:
         return BatchChanges(self._pairs_table(np.unique(np.concatenate(touched_pairs or [np.empty(0, np.int64)]))),
                             self._merchants_table(np.unique(np.concatenate(touched_merchants
                                                                            or [np.empty(0, np.int64)]))),
-                            pa.concat_tables([*members, MEMBERS_ARROW.empty_table()]),
+                            pa.concat_tables([*members, MEMBER.empty_table()]),
                             matches)
 
     def _apply_chunk(self, d: pa.Table) -> tuple[np.ndarray, np.ndarray, list[pa.Table]]:
@@ -198,7 +190,7 @@ class LiveState:
                 mask = pa.array(first)
                 members.append(pa.table({"merchant_id": d["merchant_id"].filter(mask),
                                          "gender": pa.array([gender] * int(first.sum()), pa.string()),
-                                         "customer_id": d["customer_id"].filter(mask)}, schema=MEMBERS_ARROW))
+                                         "customer_id": d["customer_id"].filter(mask)}, schema=MEMBER))
         np.add.at(self.merchants.n, codes, dn)
         merchants = np.unique(codes)
         self._update_order_stats(rows, codes, old_n, fresh)
@@ -302,10 +294,10 @@ class LiveState:
         return pa.table([pa.array(self.merchants.id[p.merchant[rows]], pa.string()),
                          pa.array(p.customer[rows], pa.string()), pa.array(p.n[rows]),
                          amounts.to_arrow(p.s_lo[rows], p.s_hi[rows]), pa.array(p.name[rows], pa.string())],
-                        schema=PAIRS_ARROW)
+                        schema=PAIR)
 
     def _merchants_table(self, rows: np.ndarray) -> pa.Table:
         ms = self.merchants
         return pa.table([pa.array(ms.id[rows], pa.string()), pa.array(ms.n[rows]), pa.array(ms.f[rows]),
-                         pa.array(ms.m[rows])], schema=MERCHANTS_ARROW)
+                         pa.array(ms.m[rows])], schema=MERCHANT)
 

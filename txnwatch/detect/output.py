@@ -14,8 +14,7 @@ from datetime import datetime, timedelta, timezone
 
 import psycopg
 
-from txnwatch.detect.faults import fault
-from txnwatch.storage import Store
+from txnwatch.core.storage import Store
 
 log = logging.getLogger("txnwatch.detect")
 
@@ -59,9 +58,7 @@ def write_pending(conn: psycopg.Connection, schema: str, store: Store, final: bo
         rows = conn.execute(
             f"SELECT y_start_time, detection_time, pattern_id, action_type, customer_name, merchant_id "
             f"FROM {schema}.detected_patterns WHERE seq BETWEEN %s AND %s ORDER BY seq", (first, last)).fetchall()
-        fault("before_file")
         store.put(file_key(n), render(rows))
-        fault("after_file")
         with conn.transaction():
             conn.execute(f"INSERT INTO {schema}.y_output_files (file_no, first_seq, last_seq) VALUES (%s, %s, %s)",
                          (n, first, last))

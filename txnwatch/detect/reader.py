@@ -25,15 +25,16 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from txnwatch.errors import first_line
-from txnwatch.landing import CANONICAL_COLUMNS, IMPORTANCE_COLUMNS, REFERENCE_KEY, chunk_key
-from txnwatch.retry import is_transient
-from txnwatch.storage import S3Store, Store
+from txnwatch.core.errors import first_line
+from txnwatch.core.landing import CANONICAL_COLUMNS, IMPORTANCE_COLUMNS, REFERENCE_KEY, chunk_key
+from txnwatch.core.retry import is_transient
+from txnwatch.core.storage import S3Store, Store
+from txnwatch.detect.shapes import AMOUNT_PRECISION, AMOUNT_SCALE
 
 log = logging.getLogger("txnwatch.detect")
 
 CORRUPT = "_corrupt_record"
-AMOUNT_TYPE = T.DecimalType(38, 10)
+AMOUNT_TYPE = T.DecimalType(AMOUNT_PRECISION, AMOUNT_SCALE)
 _HEADER_PROBE_BYTES = 65536
 # Internal column: the row's monotonically increasing id (native reads) or row index (driver reads).
 _ROW = "_row"
@@ -42,24 +43,6 @@ RAW_SCHEMA = T.StructType(
     [T.StructField(c, T.StringType()) for c in CANONICAL_COLUMNS] + [T.StructField(CORRUPT, T.StringType())]
 )
 IMPORTANCE_SCHEMA = T.StructType([T.StructField(c, T.StringType()) for c in IMPORTANCE_COLUMNS])
-
-# What the delta action returns: per (chunk, customer, merchant) aggregates ("d" rows) and rejected
-# rows ("q" rows) in one result, so one Spark job serves both.
-DELTA_SCHEMA = T.StructType([
-    T.StructField("kind", T.StringType(), False),
-    T.StructField("chunk", T.IntegerType(), False),
-    T.StructField("customer_id", T.StringType()),
-    T.StructField("merchant_id", T.StringType()),
-    T.StructField("n", T.LongType()),
-    T.StructField("s", AMOUNT_TYPE),
-    T.StructField("name", T.StringType()),
-    T.StructField("has_f", T.BooleanType()),
-    T.StructField("has_m", T.BooleanType()),
-    T.StructField("line", T.LongType()),
-    T.StructField("reason", T.StringType()),
-    T.StructField("raw", T.StringType()),
-])
-
 
 def native_s3() -> bool:
     return os.environ.get("TXNWATCH_SPARK_NATIVE_S3", "") in ("1", "true", "yes")
@@ -218,7 +201,7 @@ def _delta_columns() -> tuple[list[Column], list[Column], list[Column], list[Col
 
 
 def chunk_deltas(raw: DataFrame) -> DataFrame:
-    """Validated rows aggregated per (chunk, customer, merchant), plus the rejected rows, in DELTA_SCHEMA.
+    """Validated rows aggregated per (chunk, customer, merchant), plus the rejected rows: shapes.COLLECTED.
 
     One aggregation serves both (a rejected row is its own group, keyed by its line), so the file is
     scanned once and shuffled once. The customer's name is the greatest non-empty customerName seen

@@ -9,7 +9,7 @@ unified authentication calls the Secrets API (`GET /api/2.0/secrets/get`). The v
 
 from __future__ import annotations
 
-from txnwatch.errors import TxnwatchError, first_line
+from txnwatch.core.errors import TxnwatchError, first_line
 
 
 def parse_secret_ref(ref: str) -> tuple[str, str]:

@@ -26,9 +26,9 @@ from __future__ import annotations
 import logging
 import os
 
+from txnwatch.core.errors import first_line
+from txnwatch.detect.javaenv import ensure_java
 from txnwatch.detect.jvm_startup import driver_java_options
-from txnwatch.errors import first_line
-from txnwatch.javaenv import ensure_java
 
 log = logging.getLogger("txnwatch.detect")
 

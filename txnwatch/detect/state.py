@@ -17,26 +17,18 @@ import psycopg
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from txnwatch.detect.live_state import MERCHANTS_ARROW, PAIRS_ARROW, BatchChanges, LiveState, Match
-from txnwatch.detect.patterns import PATTERNS
-from txnwatch.errors import TxnwatchError
-from txnwatch.retry import Unreachable
+from txnwatch.core.db import JobLock
+from txnwatch.core.errors import TxnwatchError
+from txnwatch.detect.live_state import BatchChanges, LiveState, Match
+from txnwatch.detect.shapes import MEMBER, MERCHANT, PAIR, PATTERNS, STORED_PAIR, temp_table_ddl
 
 log = logging.getLogger("txnwatch.detect")
 
 
-def acquire_job_lock(conn: psycopg.Connection, schema: str, outage: bool = False) -> None:
-    """A session advisory lock per schema: two detection jobs on one schema would double-apply chunks.
-
-    With `outage` (re-locking after a lost connection) a held lock is most likely still our old
-    session's, which the server has not reaped yet: that is reported as an outage, to be retried.
-    """
-    got = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (f"txnwatch-y:{schema}",)).fetchone()[0]
-    if not got:
-        if outage:
-            raise Unreachable("PostgreSQL", f"the job lock of schema {schema!r} is still held (by the session "
-                                            "the outage cut?)")
-        raise TxnwatchError(f"another detection job is already running on schema {schema!r}")
+def job_lock(schema: str) -> JobLock:
+    """Y's lock, one per schema: two detection jobs on one schema would double-apply chunks."""
+    return JobLock(f"txnwatch-y:{schema}", busy=f"another detection job is already running on schema {schema!r}",
+                   name=f"the job lock of schema {schema!r}")
 
 
 def ensure_checkpoint(conn: psycopg.Connection, schema: str, landing: str, output: str) -> tuple[int, bool]:
@@ -88,12 +80,6 @@ def begin_batch(conn: psycopg.Connection, schema: str, first_chunk: int) -> bool
     return True
 
 
-# The batch's per-chunk deltas as the reader collects them and the live state folds them in.
-DELTA_ARROW = pa.schema([
-    ("chunk", pa.int32()), ("customer_id", pa.string()), ("merchant_id", pa.string()), ("n", pa.int64()),
-    ("s", pa.decimal128(38, 10)), ("name", pa.string()), ("has_f", pa.bool_()), ("has_m", pa.bool_()),
-])
-_STORED_PAIRS = pa.schema([*PAIRS_ARROW, ("has_f", pa.bool_()), ("has_m", pa.bool_())])
 
 
 def _copy_out(conn: psycopg.Connection, query: str, schema: pa.Schema) -> pa.Table:
@@ -131,22 +117,15 @@ def load_state(conn: psycopg.Connection, schema: str, live: LiveState) -> None:
                ON f.merchant_id = s.merchant_id AND f.customer_id = s.customer_id AND f.gender = 'F'
         LEFT JOIN {schema}.merchant_gender_customers m
                ON m.merchant_id = s.merchant_id AND m.customer_id = s.customer_id AND m.gender = 'M'""",
-                      _STORED_PAIRS)
+                      STORED_PAIR)
     merchants = _copy_out(conn, f"SELECT merchant_id, txn_count, female_customers, male_customers "
-                                f"FROM {schema}.merchant_txn_count", MERCHANTS_ARROW)
+                                f"FROM {schema}.merchant_txn_count", MERCHANT)
     reported = conn.execute(f"SELECT pattern_id, customer_id, merchant_id FROM {schema}.detected_patterns").fetchall()
     live.load(pairs, merchants, reported)
 
 
-_STAGING = """
-CREATE TEMP TABLE IF NOT EXISTS y_pairs (
-    merchant_id text, customer_id text, txn_count bigint, amount_sum numeric(38, 10), customer_name text
-) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS y_merchants (
-    merchant_id text, txn_count bigint, female_customers bigint, male_customers bigint
-) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS y_members (merchant_id text, gender text, customer_id text) ON COMMIT DELETE ROWS
-"""
+_STAGING = ";\n".join(temp_table_ddl(name, shape)
+                       for name, shape in (("y_pairs", PAIR), ("y_merchants", MERCHANT), ("y_members", MEMBER)))
 
 
 def write_changes(conn: psycopg.Connection, schema: str, changes: BatchChanges) -> None:

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from txnwatch.core.landing import CANONICAL_COLUMNS, IMPORTANCE_COLUMNS, chunk_key
 from txnwatch.detect.reader import _native_frame, chunk_deltas
 from txnwatch.detect.spark_session import is_connect, master_of, spark_remote
 from txnwatch.detect.weights import collect_weights, compute_weights
-from txnwatch.landing import CANONICAL_COLUMNS, IMPORTANCE_COLUMNS, chunk_key
 
 log = logging.getLogger("txnwatch.detect")
 _warmed: set[int] = set()

@@ -38,10 +38,6 @@ class Weights:
         """Every specific weight keyed by (customer, merchant) (for inspection and tests)."""
         return {(c, m): w for m, ws in self.by_merchant.items() for c, w in ws.items()}
 
-    def get(self, c: str, m: str) -> float | None:
-        w = self.by_merchant.get(m, {}).get(c)
-        return self.generic.get(c) if w is None else w
-
     def __len__(self) -> int:
         return sum(len(ws) for ws in self.by_merchant.values())
 

@@ -1,0 +1,196 @@
+"""One batch of chunks on its way through Y, in one direction: read -> apply -> commit (files follow, by
+the loop). `Batch` carries the data from step to step; `Batches` runs them against the live state, which it
+loads from PostgreSQL on first use and again after a batch that did not commit (memory may then be ahead of
+what PostgreSQL holds), and keeps the weights loading in the background.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from txnwatch.core.config import Thresholds
+from txnwatch.core.db import Link
+from txnwatch.core.landing import REFERENCE_KEY, chunk_key
+from txnwatch.core.storage import Store
+from txnwatch.detect import state
+from txnwatch.detect.live_state import BatchChanges, LiveState
+from txnwatch.detect.reader import ChunkRead, read_deltas, read_importance
+from txnwatch.detect.shapes import DELTA, PATTERNS
+from txnwatch.detect.weights import Weights, collect_weights, compute_weights
+
+log = logging.getLogger("txnwatch.detect")
+
+
+@dataclass
+class DetectSummary:
+    chunks: int = 0
+    rows: int = 0
+    quarantined_rows: int = 0
+    quarantined_chunks: int = 0
+    detections: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PATTERNS, 0))
+    files_written: int = 0
+    last_chunk: int = 0
+    finished: bool = False
+    lags: list[float] = field(default_factory=list)
+
+
+@dataclass
+class Batch:
+    chunks: list[int]
+    deltas: pa.Table  # shapes.DELTA rows
+    rejected: list[dict]  # the rows the reader rejected (kind "q")
+    reads: list[ChunkRead]
+    started: float  # time.monotonic() when the read began
+    read_s: float
+    changes: BatchChanges | None = None
+    rules_s: float = 0.0
+    metrics: list[state.ChunkMetrics] = field(default_factory=list)
+    committed_at: datetime | None = None
+    write_started: float = 0.0
+
+    @classmethod
+    def read(cls, spark, landing: Store, chunks: list[int]) -> Batch:
+        """One Spark job over the chunks, collected once as Arrow."""
+        started = time.monotonic()
+        collected, reads = read_deltas(spark, landing, chunks)
+        read_s = time.monotonic() - started
+        if collected is None:  # no readable chunk in the batch
+            deltas, rejected = DELTA.empty_table(), []
+        else:
+            deltas = collected.filter(pc.equal(collected["kind"], "d")).select(DELTA.names)
+            rejected = collected.filter(pc.equal(collected["kind"], "q")).to_pylist()
+        return cls(chunks, deltas, rejected, reads, started, read_s)
+
+    @property
+    def quarantine(self) -> list[tuple[int, int | None, str, str | None]]:
+        """y_quarantine rows: the rejected rows, then the chunks that could not be read at all."""
+        rows = [(r["chunk"], r["line"], r["reason"], r["raw"]) for r in self.rejected]
+        return rows + [(r.chunk, None, r.unreadable, None) for r in self.reads if r.unreadable]
+
+    def apply(self, live: LiveState) -> None:
+        """Fold the deltas into the live state chunk by chunk, evaluating the rules after each."""
+        t = time.monotonic()
+        self.changes = live.apply_batch(self.deltas)
+        self.rules_s = time.monotonic() - t
+
+    def commit(self, conn: psycopg.Connection, schema: str, landing: Store, y_start: datetime) -> None:
+        """Inside the batch's transaction: what changed, the detections, metrics, quarantine, checkpoint."""
+        self.write_started = time.monotonic()
+        state.write_changes(conn, schema, self.changes)
+        self.metrics = self._metrics(conn, schema, landing)
+        self.committed_at = state.commit_batch(conn, schema, self.chunks[-1], self.changes.matches,
+                                               datetime.now(UTC), y_start, self.metrics, self.quarantine,
+                                               len(self.chunks), time.monotonic() - self.started)
+
+    def _metrics(self, conn: psycopg.Connection, schema: str, landing: Store) -> list[state.ChunkMetrics]:
+        rows = dict.fromkeys(self.chunks, 0)
+        if self.deltas.num_rows:
+            sums = self.deltas.group_by("chunk").aggregate([("n", "sum")])
+            rows.update(zip(sums["chunk"].to_pylist(), sums["n_sum"].to_pylist(), strict=True))
+        landed = state.landed_times(conn, schema, landing.url, self.chunks)
+        metrics = []
+        for k in self.chunks:
+            at = landed.get(k)
+            if at is None:  # an outside producer: the object's time is the best we have
+                mt = landing.mtime(chunk_key(k))
+                at = datetime.fromtimestamp(mt, UTC) if mt is not None else None
+            pat = dict.fromkeys(PATTERNS, 0)
+            for d in self.changes.matches:
+                if d.chunk == k:
+                    pat[d.pattern_id] += 1
+            metrics.append(state.ChunkMetrics(k, rows[k], sum(1 for r in self.rejected if r["chunk"] == k), at, pat))
+        return metrics
+
+    def account(self, summary: DetectSummary) -> None:
+        """After the commit: one log line per chunk, and the run's summary."""
+        timing = (f"read {self.read_s:.2f}s, rules {self.rules_s:.3f}s, write+commit "
+                  f"{time.monotonic() - self.write_started:.2f}s, total {time.monotonic() - self.started:.2f}s")
+        chunks = self.chunks
+        for m in self.metrics:
+            lag = (self.committed_at - m.landed_at).total_seconds() if m.landed_at else None
+            if lag is not None:
+                summary.lags.append(lag)
+            summary.rows += m.rows
+            summary.quarantined_rows += m.quarantined
+            for p, v in m.pat.items():
+                summary.detections[p] += v
+            log.info("chunk %d: %d rows, %d quarantined, new %s, lag %s (%s%s)", m.chunk, m.rows, m.quarantined,
+                     " ".join(f"{p}={v}" for p, v in m.pat.items()),
+                     f"{lag:.3f}s" if lag is not None else "n/a", timing,
+                     f", batch {chunks[0]}-{chunks[-1]}" if len(chunks) > 1 else "")
+        summary.chunks += len(chunks)
+        summary.quarantined_chunks += sum(1 for r in self.reads if r.unreadable)
+        summary.last_chunk = chunks[-1]
+
+
+class Batches:
+    """Runs batches against the live state (see the module's docstring)."""
+
+    def __init__(self, spark, link: Link, schema: str, landing: Store, th: Thresholds, y_start: datetime) -> None:
+        self.spark, self.link, self.schema, self.landing, self.th = spark, link, schema, landing, th
+        self.y_start = y_start
+        self._weights: Future[Weights] | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="txnwatch-weights")
+        self._live: LiveState | None = None
+
+    def _load_weights(self) -> Weights:
+        importance = read_importance(self.spark, self.landing)
+        if importance is None:
+            return Weights({}, {})
+        weights = collect_weights(compute_weights(importance))
+        log.info("weights for %d (customer, merchant) and %d merchant-less keys", len(weights), len(weights.generic))
+        return weights
+
+    def prefetch_weights(self) -> None:
+        """Start loading the weights in the background once the reference is published: they take a
+        moment, and only PatId1 on a merchant past the volume bar has to wait for them."""
+        if self._weights is None and self.landing.exists(REFERENCE_KEY):
+            self._weights = self._pool.submit(self._load_weights)
+
+    def weights(self) -> Weights:
+        if self._weights is None:  # needed before the reference was seen: absent (warned once)
+            self._weights = self._pool.submit(self._load_weights)
+        return self._weights.result()
+
+    def reset(self) -> None:
+        """After an outage: reload the state before the next batch, and the weights if their load failed."""
+        self._live = None
+        if self._weights is not None and self._weights.done() and self._weights.exception() is not None:
+            self._weights = None
+
+    def live(self) -> LiveState:
+        if self._live is None:
+            started = time.monotonic()
+            live = LiveState(self.th, self.weights)
+            state.load_state(self.link.conn, self.schema, live)
+            self._live = live
+            log.info("state loaded: %d (customer, merchant) pairs, %d merchants in %.2fs", live.pairs.size,
+                     live.merchants.size, time.monotonic() - started)
+        return self._live
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def run(self, chunks: list[int], summary: DetectSummary) -> None:
+        conn = self.link.conn
+        live = self.live()
+        batch = Batch.read(self.spark, self.landing, chunks)
+        try:
+            with conn.transaction():
+                if not state.begin_batch(conn, self.schema, chunks[0]):
+                    log.warning("chunks %d-%d already committed: skipped", chunks[0], chunks[-1])
+                    return
+                batch.apply(live)
+                batch.commit(conn, self.schema, self.landing, self.y_start)
+        except BaseException:
+            self._live = None  # memory may be ahead of Postgres: reload before the next batch
+            raise
+        batch.account(summary)
