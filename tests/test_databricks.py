@@ -108,8 +108,7 @@ def test_databricks_payload_has_secret_references_only(monkeypatch):
     params = task["spark_python_task"]["parameters"]
     assert params[:6] == ["--landing", "s3://bank/landing", "--output", "s3://bank/output", "--schema", "txnwatch"]
     assert "--until-end" in params and "child_min_txns=80" in params
-    assert {"pypi": {"package": "psycopg[binary]==3.3.9"}} in task["libraries"]
-    assert {"pypi": {"package": "tenacity==9.2.1"}} in task["libraries"]
+    assert task["libraries"] == [{"whl": current_release().wheel_path(DatabricksConfig().artifacts_root)}]
     assert payload["timeout_seconds"] > 0 and task["timeout_seconds"] > 0 and payload["idempotency_token"] == "t" * 64
     env = task["new_cluster"]["spark_env_vars"]
     assert env["TXNWATCH_DB_URL"] == "{{secrets/txnwatch/db_url}}"
@@ -154,7 +153,7 @@ def test_databricks_payload_serverless_uses_an_environment_and_reads_its_secret(
     assert task["environment_key"] == env["environment_key"]
     deps = env["spec"]["dependencies"]
     assert deps[0] == current_release().wheel_path(DatabricksConfig().artifacts_root)
-    assert "psycopg[binary]==3.3.9" in deps and env["spec"]["environment_version"] == "4"
+    assert len(deps) == 1 and env["spec"]["environment_version"] == "4"  # the wheel brings its dependencies
     params = task["spark_python_task"]["parameters"]
     assert params[params.index("--db-secret") + 1] == "txnwatch/db_url"
     assert "spark_env_vars" not in json.dumps(payload) and "postgresql://" not in json.dumps(payload)
@@ -211,7 +210,12 @@ def test_databricks_wheel_holds_the_library_not_the_developer_tools(release_whee
                                                   "txnwatch/core/embedded_pg.py", "txnwatch/sql/records.sql"))]
     assert "txnwatch/detect/faults.py" not in names  # no test hooks in the library
     metadata = zipfile.ZipFile(wheel).read(f"txnwatch-{release.version}.dist-info/METADATA").decode()
-    assert f"Version: {release.version}" in metadata and "Requires-Dist" not in metadata
+    assert f"Version: {release.version}" in metadata
+    # It declares what it needs beyond the runtime, pinned as tested (.venv-dbr), and nothing the runtime has.
+    requires = sorted(line.split(": ", 1)[1] for line in metadata.splitlines() if line.startswith("Requires-Dist"))
+    assert requires == ["psycopg[binary]==3.3.9", "tenacity==9.2.1"]
+    dbr_pins = (ROOT / "requirements-dbr.txt").read_text().splitlines()
+    assert all(r in dbr_pins for r in requires)
 
 
 def test_databricks_release_version_follows_the_shipped_code(tmp_path, monkeypatch):

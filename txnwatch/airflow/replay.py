@@ -23,15 +23,16 @@ def _exists(conn: Any, table: str) -> bool:
     return conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0] is not None
 
 
-def finished_stream(conn: Any, schema: str, landing: str) -> str | None:
-    """Why `schema` and `landing` cannot take a new replay as they are, or None (new, or a stream to resume)."""
+def finished_detection(conn: Any, schema: str) -> str | None:
+    """Why Y cannot start a new replay in `schema` (it already processed a whole stream there), or None:
+    nothing yet, a stream to resume, or a landing zone X finished that Y has still to process (a backlog)."""
     if _exists(conn, f"{schema}.y_checkpoint"):
         row = conn.execute(f"SELECT landing, output, last_chunk FROM {schema}.y_checkpoint "
                            "WHERE id = 1 AND finished").fetchone()
         if row:
             return (f"schema {schema} already finished a replay: Mechanism Y processed all {row[2]} chunks of "
                     f"{row[0]} into {row[1]}; {ASK}")
-    return finished_landing(conn, schema, landing)
+    return None
 
 
 def finished_landing(conn: Any, schema: str, landing: str) -> str | None:

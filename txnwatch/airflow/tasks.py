@@ -86,7 +86,7 @@ def prepare_replay(postgres_conn_id: str, aws_conn_id: str, params: dict) -> Non
     run, one line) a stream that already finished, instead of resuming it to do nothing (replay.py)."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from txnwatch.airflow.replay import finished_stream, start_over
+    from txnwatch.airflow.replay import finished_detection, start_over
     from txnwatch.core.db import connect
     from txnwatch.core.storage import open_store
 
@@ -98,7 +98,7 @@ def prepare_replay(postgres_conn_id: str, aws_conn_id: str, params: dict) -> Non
             for line in start_over(conn, schema, [landing, output]):
                 log.info("%s", line)
             return
-        reason = finished_stream(conn, schema, landing.url)
+        reason = finished_detection(conn, schema)
     if reason:
         log.error("%s", reason)  # the run's first log line says what to change; the failure repeats it
         raise AirflowFailException(reason)

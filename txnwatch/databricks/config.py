@@ -25,8 +25,9 @@ class DatabricksConfig:
     # Explicit paths instead of the deployed release of this code (None: <artifacts_root>/txnwatch-<version>/...).
     entry_script: str | None = None
     wheel: str | None = None
-    # What the wheel needs beyond the Databricks runtime (which has pyspark, pyarrow, pandas, boto3).
-    pypi_packages: str = "psycopg[binary]==3.3.9,tenacity==9.2.1"
+    # Extra PyPI packages for the job, comma-separated: none by default, as the wheel declares what it needs
+    # beyond the runtime (pyproject.toml's dependencies).
+    pypi_packages: str = ""
     # serverless | job_cluster | existing_cluster (None: existing_cluster when a cluster id is set, else
     # job_cluster). See databricks.py for what each needs.
     compute: str | None = None
