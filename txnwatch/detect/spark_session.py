@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import os
 
-from txnwatch.core.errors import first_line
+from txnwatch.core.errors import TxnwatchError, first_line
 from txnwatch.detect.javaenv import ensure_java
 from txnwatch.detect.jvm_startup import driver_java_options
 
@@ -103,7 +103,11 @@ def get_spark(app_name: str = "txnwatch-detect", master: str | None = None):
 
 def _connect_session(app_name: str, remote: str):
     """A Spark Connect client. A master cannot be set on it (CANNOT_CONFIGURE_SPARK_CONNECT_MASTER)."""
-    from pyspark.sql.connect.session import SparkSession as ConnectSession
+    try:
+        from pyspark.sql.connect.session import SparkSession as ConnectSession
+    except ImportError as e:  # pyspark's Connect client needs grpcio, grpcio-status, zstandard, ...
+        raise TxnwatchError(f"SPARK_REMOTE={remote.split(';')[0]} asks for a Spark Connect client, but its "
+                            f"dependencies are missing ({first_line(e)}): install pyspark[connect]") from None
 
     if remote.startswith("local"):
         remote = _start_local_connect_server(remote, app_name)
@@ -130,12 +134,13 @@ def _start_local_connect_server(master: str, app_name: str) -> str:
     conf = {**_process_conf(master), "spark.master": master, "spark.app.name": app_name,
             "spark.plugins": "org.apache.spark.sql.connect.SparkConnectPlugin",
             "spark.connect.grpc.binding.address": "127.0.0.1", "spark.connect.grpc.binding.port": "0"}
-    remote = os.environ.pop("SPARK_REMOTE", None)  # else pyspark would make this context a client too
+    # Else pyspark would refuse this (server-side) context as a client's; a parent job's Connect mode may
+    # also come in the environment.
+    saved = {k: os.environ.pop(k) for k in ("SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED") if k in os.environ}
     try:
         sc = SparkContext.getOrCreate(SparkConf().setAll(list(conf.items())))
     finally:
-        if remote is not None:
-            os.environ["SPARK_REMOTE"] = remote
+        os.environ.update(saved)
     sc.setLogLevel("ERROR")
     service = getattr(getattr(sc._jvm, "org.apache.spark.sql.connect.service.SparkConnectService$"), "MODULE$")
     return f"sc://127.0.0.1:{service.localPort()}"
