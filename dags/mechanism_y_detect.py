@@ -122,8 +122,7 @@ def mechanism_y_detect():
         from txnwatch.airflow.tasks import databricks_payload_for_run, prepare_replay
 
         prepare_replay(cfg.POSTGRES_CONN_ID, cfg.AWS_CONN_ID, params)
-        return databricks_payload_for_run(params, dag_id=cfg.Y_DAG_ID, run_id=dag_run.run_id,
-                                          task_id=RUN_DATABRICKS, databricks_conn_id=cfg.DATABRICKS_CONN_ID)
+        return databricks_payload_for_run(params, run_id=dag_run.run_id, databricks_conn_id=cfg.DATABRICKS_CONN_ID)
 
     payload = databricks_payload()
     run_databricks = DatabricksSubmitRunOperator(

@@ -567,7 +567,7 @@ def test_databricks_dag_refuses_a_release_that_is_not_deployed(airflow_local, da
                                                                pg_server_url):
     standin, db_env = databricks_standin
     code = ("from txnwatch.airflow.tasks import databricks_payload_for_run as p\n"
-            "p({'landing': 's3://b/l', 'output': 's3://b/o', 'schema': 's'}, 'd', 'r', 't', 'databricks_default')")
+            "p({'landing': 's3://b/l', 'output': 's3://b/o', 'schema': 's'}, 'r', 'databricks_default')")
     out = subprocess.run([sys.executable, "-c", code], env=airflow_env(airflow_local, pg_server_url, **db_env),
                          capture_output=True, text=True, timeout=300)
     assert out.returncode != 0

@@ -140,8 +140,7 @@ def databricks_release_check(cfg: Any, release: Any, databricks_conn_id: str) ->
     log.info("Release txnwatch %s is deployed under %s", release.version, cfg.artifacts_root)
 
 
-def databricks_payload_for_run(params: dict, dag_id: str, run_id: str, task_id: str,
-                               databricks_conn_id: str) -> dict:
+def databricks_payload_for_run(params: dict, run_id: str, databricks_conn_id: str) -> dict:
     """The runs/submit JSON for this DAG run, from configuration read now (env, Airflow Variables), pinned
     to the release of the code this DAG runs (checked to be deployed unless explicit paths are set)."""
     from airflow.sdk import Variable
