@@ -22,6 +22,17 @@ from tests.helpers import wait_for
 pytest_plugins = ["tests.airflow_fixtures"]
 
 
+def _wait_for_both(x, y) -> None:
+    """X's and Y's `dags test` processes to end (bounded); either left running is killed."""
+    try:
+        x.wait(300)
+        y.wait(420)
+    finally:
+        for p in (x, y):
+            if p.poll() is None:
+                p.kill()
+
+
 @pytest.mark.slow
 def test_airflow_dags_test_both_dags_concurrently(airflow_local, small_dataset, pg_server_url, tmp_path,
                                                   schema):
@@ -41,13 +52,7 @@ def test_airflow_dags_test_both_dags_concurrently(airflow_local, small_dataset, 
     x_cmd = [str(Path(sys.executable).parent / "txnwatch"), "airflow",
              *dags_test_cmd(airflow_local, "mechanism_x_ingest", conf_x)[1:]]
     x = start(x_cmd, x_env, tmp_path / "x.log")
-    try:
-        x.wait(300)
-        y.wait(420)
-    finally:
-        for p in (x, y):
-            if p.poll() is None:
-                p.kill()
+    _wait_for_both(x, y)
     print(f"both dags tests took {time.monotonic() - t0:.1f}s")
     assert x.returncode == 0, (tmp_path / "x.log").read_text(errors="replace")[-5000:]
     assert y.returncode == 0, (tmp_path / "y.log").read_text(errors="replace")[-5000:]
@@ -77,13 +82,7 @@ def test_airflow_dags_test_both_dags_concurrently(airflow_local, small_dataset, 
     wait_for(lambda: "start over: deleted" in (tmp_path / "y2.log").read_text(errors="replace"), timeout=240,
              what="Y to start over")
     x = start(x_cmd, x_env, tmp_path / "x2.log")
-    try:
-        x.wait(300)
-        y.wait(420)
-    finally:
-        for p in (x, y):
-            if p.poll() is None:
-                p.kill()
+    _wait_for_both(x, y)
     assert "start over: dropped schema" in (tmp_path / "y2.log").read_text(errors="replace")
     assert x.returncode == 0 and y.returncode == 0, (tmp_path / "y2.log").read_text(errors="replace")[-3000:]
     assert detection_keys(read_detections(output)) == got
