@@ -224,7 +224,8 @@ def _numbered(deltas: pa.Table, per_file: bool) -> pa.Table:
     of its file (`_first`, the minimum over the chunk's groups), plus 2. Driver reads carry line - 2.
     """
     base: pa.Array | int = 0
-    if per_file and deltas.num_rows:
+    # Only rejected rows carry a line: a batch without any (most of them) skips the per-file grouping.
+    if per_file and deltas["line"].null_count < deltas.num_rows:
         firsts = deltas.group_by("chunk").aggregate([("_first", "min")])
         base = pc.take(firsts["_first_min"], pc.index_in(deltas["chunk"], value_set=firsts["chunk"]))
     line = pc.add(pc.subtract(deltas["line"], base), 2)
