@@ -105,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = offer("generate", help="write a seeded BankSim-shaped data set and its importance file")
     p.add_argument("--rows", type=_positive_int, default=defaults.FULL_ROWS)
+    p.add_argument("--customers", type=_positive_int,
+                   help="customer count, independent of --rows (default: BankSim's 4,112 scaled by rows)")
+    p.add_argument("--steps", type=_positive_int, default=180,
+                   help="steps (BankSim's time unit) the rows are spread over (default 180)")
     p.add_argument("--seed", type=int, default=defaults.SEED)
     p.add_argument("--layout", choices=("banksim", "canonical"), default="banksim")
     p.add_argument("--out-dir", required=True)

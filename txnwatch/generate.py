@@ -5,6 +5,13 @@ two transport merchants carrying most rows. A smaller `rows` keeps the same shap
 scaled by rows / 594,643 (each customer keeps ~145 transactions), so rule thresholds that count
 rows or customers scale the same way: see `scaled_thresholds`.
 
+A bank's scale is many customers over a short time, not many rows per customer: `customers` sets the
+customer count independently of `rows` (411,200 customers over 3 `steps` is ≈1M rows, ≈2.4 each), and
+`steps` the number of steps the rows are spread over. Then the planted customers below keep an absolute
+activity (about their BankSim row counts) instead of a share the crowd would dilute, and every planted
+merchant gets enough women and men of its own to cross a female-customers bar scaled by customers.
+Without `customers` the output is what it always was, byte for byte for a seed.
+
 The three rules of SPEC section 4 must all fire, so their structure is planted rather than left
 to chance:
 - UPGRADE (PatId1): regular customers' weights grow with their activity, so the most frequent
@@ -14,6 +21,7 @@ to chance:
   average below 23 by chance); a planted set of very active customers pay ~14 per ride.
 - DEI-NEEDED (PatId3): small merchants attract women about twice as often as men, except three
   planted merchants that take a large share of men's spending, each still with well over 100 women.
+  With `customers`, each of them also gets 1.5× its scaled bar of women and as many men (one row each).
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from txnwatch.core.paths import local_dir
 
 FULL_ROWS = defaults.FULL_ROWS
 FULL_CUSTOMERS = 4_112
+MIN_CUSTOMERS = 20
 STEPS = 180
 TRANSPORT = ("M1823072687", "M348934600")  # the real set's two transport merchants
 # (merchant, category, relative popularity) of the other 48, after the real sample's first 10,000 rows.
@@ -85,14 +94,25 @@ def scale(rows: int) -> float:
     return rows / FULL_ROWS
 
 
-def scaled_thresholds(rows: int) -> dict[str, int]:
-    """Rule thresholds that count rows or customers, scaled to a data set of `rows` rows.
+def scaled_thresholds(rows: int, customers: int | None = None) -> dict[str, int]:
+    """Rule thresholds that count rows or customers, scaled to a data set of `rows` rows (and `customers`
+    customers, when set apart from the rows as `generate(customers=...)` does).
 
-    Per-customer counts and amounts (the CHILD rule) do not scale: each customer keeps ~145 rows.
+    The merchant-volume bar (UPGRADE) counts rows, so it scales by rows; the female-customers bar (DEI-NEEDED)
+    counts customers, so it scales by customers. Per-customer counts and amounts (the CHILD rule) do not scale.
     """
-    r = scale(rows)
-    return {"upgrade_min_merchant_txns": max(1, round(50_000 * r)),
-            "dei_min_female_customers": max(1, round(100 * r))}
+    by_customers = scale(rows) if customers is None else customers / FULL_CUSTOMERS
+    return {"upgrade_min_merchant_txns": max(1, round(50_000 * scale(rows))),
+            "dei_min_female_customers": _dei_bar(by_customers)}
+
+
+def customer_count(rows: int, customers: int | None = None) -> int:
+    """How many customers `generate` makes: `customers`, else BankSim's count scaled by rows."""
+    return max(MIN_CUSTOMERS, round(FULL_CUSTOMERS * scale(rows))) if customers is None else customers
+
+
+def _dei_bar(by_customers: float) -> int:
+    return max(1, round(100 * by_customers))
 
 
 def _planted(count_at_full: int, rows: int, minimum: int) -> int:
@@ -111,10 +131,11 @@ class _Customers:
     ride_mean: np.ndarray  # mean transport amount
     weight: np.ndarray  # importance weight (NaN: no importance rows)
     low_weight_at: np.ndarray  # index of the transport merchant where the weight is tiny, or -1
+    planted: np.ndarray | None = None  # with `customers`: the CHILD and UPGRADE customers (absolute activity)
 
 
-def _customers(rng: np.random.Generator, rows: int) -> _Customers:
-    n = max(20, round(FULL_CUSTOMERS * scale(rows)))
+def _customers(rng: np.random.Generator, rows: int, customers: int | None = None) -> _Customers:
+    n = customer_count(rows, customers)
     ids = np.unique(rng.integers(10_000_000, 2_200_000_000, size=n * 2))
     ids = rng.permutation(ids)[:n]
     # Exact proportions (then shuffled), so even a small data set has BankSim's gender mix.
@@ -154,17 +175,43 @@ def _customers(rng: np.random.Generator, rows: int) -> _Customers:
     last = np.asarray(LAST)[rng.integers(0, len(LAST), size=n)]
     names = np.char.add(np.char.add(first, " "), last)
     return _Customers(np.char.add("C", ids.astype(str)), names, gender, age, activity, transport_share,
-                      pref_first, ride_mean, weight, low_weight_at)
+                      pref_first, ride_mean, weight, low_weight_at, None if customers is None else picked)
 
 
-def _transactions(rng: np.random.Generator, rows: int, cust: _Customers) -> pd.DataFrame:
+def _row_customers(rng: np.random.Generator, rows: int, cust: _Customers) -> np.ndarray:
+    """Each row's customer, drawn by activity. With `customers`, every customer has a row (so all N appear)
+    and the other rows are drawn: the planted customers expect their BankSim row count (activity × rows per
+    customer at full size; at most half of the rows together), the crowd shares the rest by activity."""
+    if cust.planted is None:
+        return rng.choice(len(cust.ids), size=rows, p=cust.activity / cust.activity.sum())
+    n, extra = len(cust.ids), rows - len(cust.ids)
+    planted = cust.activity[cust.planted] * (FULL_ROWS / FULL_CUSTOMERS) / max(1, extra)
+    planted *= min(1.0, 0.5 / planted.sum())
+    p = cust.activity.copy()
+    p[cust.planted] = 0.0
+    p *= (1.0 - planted.sum()) / p.sum()
+    p[cust.planted] = planted
+    return rng.permutation(np.concatenate([np.arange(n), rng.choice(n, size=extra, p=p)]))
+
+
+def _rank_weights_by_rows(rng: np.random.Generator, c: np.ndarray, cust: _Customers) -> None:
+    """With `customers`, a few rows each: the weights follow the rows a customer really has (not the activity
+    they were drawn with), so a merchant's most frequent customers are still never its lowest-weight ones and
+    UPGRADE fires for the planted customers, not for a crowd whose counts are mostly chance."""
+    n = len(cust.ids)
+    rank = np.bincount(c, minlength=n).argsort(kind="stable").argsort() / max(1, n - 1)
+    known = ~np.isnan(cust.weight)
+    cust.weight[known] = (1.0 + 9.0 * rank + rng.normal(0, 0.3, size=n))[known]
+
+
+def _transactions(rng: np.random.Generator, rows: int, cust: _Customers, steps: int = STEPS) -> pd.DataFrame:
     n_merchants = len(TRANSPORT) + len(OTHER_MERCHANTS)
     merchant_ids = np.array(TRANSPORT + tuple(m for m, _, _ in OTHER_MERCHANTS))
     categories = np.array(("transportation",) * len(TRANSPORT) + tuple(c for _, c, _ in OTHER_MERCHANTS))
     cat_mean = np.array([27.0, 27.0] + [CATEGORY_MEAN[c] for _, c, _ in OTHER_MERCHANTS])
 
-    c = rng.choice(len(cust.ids), size=rows, p=cust.activity / cust.activity.sum())
-    step = np.sort(rng.integers(0, STEPS, size=rows))
+    c = _row_customers(rng, rows, cust)
+    step = np.sort(rng.integers(0, steps, size=rows))
     transport = rng.random(rows) < cust.transport_share[c]
     merchant = np.where(rng.random(rows) < cust.pref_first[c], 0, 1)
 
@@ -183,6 +230,9 @@ def _transactions(rng: np.random.Generator, rows: int, cust: _Customers) -> pd.D
         idx = np.flatnonzero(other & (cust.gender[c] == g))
         p = dei_share[g] * planted + (1 - dei_share[g]) * ordinary
         merchant[idx] = 2 + rng.choice(n_merchants - 2, size=len(idx), p=p)
+    if cust.planted is not None:
+        _rank_weights_by_rows(rng, c, cust)
+        _plant_dei_customers(rng, c, cust, transport, merchant, np.flatnonzero(np.isin(merchant_ids, DEI_MERCHANTS)))
 
     amount = np.where(
         transport,
@@ -194,6 +244,22 @@ def _transactions(rng: np.random.Generator, rows: int, cust: _Customers) -> pd.D
         "step": step, "c": c, "merchant": merchant_ids[merchant], "category": "es_" + categories[merchant],
         "amount": amount, "fraud": fraud,
     })
+
+
+def _plant_dei_customers(rng: np.random.Generator, c: np.ndarray, cust: _Customers, transport: np.ndarray,
+                         merchant: np.ndarray, dei_at: np.ndarray) -> None:
+    """Move one row of 1.5× the scaled bar of women, and of as many men, to each planted DEI merchant (in
+    place; a non-transport row where the customer has one): F(m) crosses the bar two thirds into the stream
+    however few rows each customer has, and the men's own share of those merchants keeps M(m) above F(m)."""
+    target = int(np.ceil(1.5 * _dei_bar(len(cust.ids) / FULL_CUSTOMERS)))
+    for g in (GENDERS.index("F"), GENDERS.index("M")):
+        rows_of_g = np.flatnonzero(cust.gender[c] == g)
+        order = rows_of_g[np.lexsort((rng.random(len(rows_of_g)), transport[rows_of_g], c[rows_of_g]))]
+        first = order[np.r_[True, c[order][1:] != c[order][:-1]]] if len(order) else order  # a row per customer
+        picked = rng.permutation(first)[:target * len(dei_at)]
+        for at, part in zip(dei_at, np.array_split(picked, len(dei_at)), strict=True):
+            merchant[part] = at
+            transport[part] = False
 
 
 def _importance(rng: np.random.Generator, tx: pd.DataFrame, cust: _Customers) -> pd.DataFrame:
@@ -211,17 +277,25 @@ def _importance(rng: np.random.Generator, tx: pd.DataFrame, cust: _Customers) ->
     return out
 
 
-def generate(rows: int, seed: int, layout: str, out_dir) -> GeneratedFiles:
-    """Write `<out_dir>/transactions.csv` and `<out_dir>/customer_importance.csv` (same seed, same bytes)."""
+def generate(rows: int, seed: int, layout: str, out_dir, customers: int | None = None,
+             steps: int = STEPS) -> GeneratedFiles:
+    """Write `<out_dir>/transactions.csv` and `<out_dir>/customer_importance.csv` (same seed, same bytes).
+
+    customers: the customer count (default: scaled with rows, ~145 rows each); steps: how many steps the
+    rows are spread over (default 180, BankSim's).
+    """
     if layout not in ("banksim", "canonical"):
         raise TxnwatchError(f"unknown layout {layout!r}: use banksim or canonical")
-    if rows <= 0:
-        raise TxnwatchError("rows must be positive")
+    if rows <= 0 or steps <= 0:
+        raise TxnwatchError("rows and steps must be positive")
+    if customers is not None and not MIN_CUSTOMERS <= customers <= rows:
+        raise TxnwatchError(f"customers must be at least {MIN_CUSTOMERS} (the planted ones need room) and at most "
+                            "rows (each customer has a transaction)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    cust = _customers(rng, rows)
-    tx = _transactions(rng, rows, cust)
+    cust = _customers(rng, rows, customers)
+    tx = _transactions(rng, rows, cust, steps)
     imp = _importance(rng, tx, cust)
     files = GeneratedFiles(out / "transactions.csv", out / "customer_importance.csv")
     customer = cust.ids[tx["c"].to_numpy()]
@@ -263,10 +337,11 @@ def command(args) -> int:
     import time
 
     t0 = time.monotonic()
-    files = generate(args.rows, args.seed, args.layout, args.out_dir)
+    files = generate(args.rows, args.seed, args.layout, args.out_dir, args.customers, args.steps)
     logging.getLogger("txnwatch.generate").info(
-        "wrote %s and %s (%d rows, %s layout, seed %d) in %.1fs", files.transactions, files.importance,
-        args.rows, args.layout, args.seed, time.monotonic() - t0)
+        "wrote %s and %s (%d rows, %d customers, %d steps, %s layout, seed %d) in %.1fs", files.transactions,
+        files.importance, args.rows, customer_count(args.rows, args.customers), args.steps, args.layout,
+        args.seed, time.monotonic() - t0)
     return 0
 
 
