@@ -65,8 +65,10 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# Every figure at 1×, 10× and 100× the customers (≈20 min on 2 cores); BENCH_ARGS picks, e.g.
+# `make bench BENCH_ARGS="--scales 100"` or `BENCH_ARGS=--quick` (a smoke run on tiny data). See docs/benchmarks.md.
 bench: spark-cds
-	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python -m tools.bench
+	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python -m tools.bench $(BENCH_ARGS)
 
 # The wheel shipped to Databricks as the job's library (`txnwatch databricks deploy` builds and uploads it).
 wheel: $(STAMP)
