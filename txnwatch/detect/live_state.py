@@ -4,11 +4,14 @@ Y holds the schema's job lock, so nobody else changes its state: it loads the st
 once (at start, and again after a failed batch), keeps it current chunk by chunk, and each batch
 writes back only what changed. Postgres stays the durable truth; this is a cache that is exact.
 
-Layout: one row per (customer, merchant) pair and one per merchant, in growable numpy arrays; a dict
-maps a pair's key to its row. Per pair: n, the exact amount sum (amounts.py), the greatest name, whether
-it counts towards F(m) / M(m), w (for merchants past the volume bar), and whether PatId1 / PatId2 were
-reported. Per merchant: N, F, M as counters, whether PatId3 was reported, and, once past the volume bar,
-its order statistics (order_stats.py).
+Layout: one row per (customer, merchant) pair and one per merchant, in growable numpy arrays. Customer
+ids and names are interned (each distinct string held once, as bytes; a pair holds codes), and a pair's
+row is found from (merchant code, customer code) in a sorted index (key_index.py): no Python object per
+pair, so a driver holds millions of pairs (docs/benchmarks.md has the bytes per pair). Per pair: n, the
+exact amount sum (amounts.py), the greatest name, whether it counts towards F(m) / M(m), w (for
+merchants past the volume bar), and whether PatId1 / PatId2 were reported. Per merchant: N, F, M as
+counters, whether PatId3 was reported, and, once past the volume bar, its order statistics
+(order_stats.py).
 
 Rules after chunk k (SPEC section 4), each costing what chunk k touched:
 - PatId2 for the pairs k touched (nothing else changed);
@@ -32,12 +35,10 @@ import pyarrow.compute as pc
 
 from txnwatch.core.config import Thresholds
 from txnwatch.detect import amounts
+from txnwatch.detect.key_index import Interner, KeyIndex, combined, pair_keys, to_arrow
 from txnwatch.detect.order_stats import MerchantOrderStats
 from txnwatch.detect.shapes import MEMBER, MERCHANT, PAIR
 from txnwatch.detect.weights import Weights
-
-_SEP = "\x1f"  # between merchant and customer in a pair key: a control character ids do not hold
-
 
 
 @dataclass
@@ -58,24 +59,8 @@ class BatchChanges:
     matches: list[Match] = field(default_factory=list)
 
 
-def _array(col: pa.Array | pa.ChunkedArray) -> pa.Array:
-    if isinstance(col, pa.ChunkedArray):
-        return col.combine_chunks() if col.num_chunks else pa.array([], col.type)
-    return col
-
-
-def _keys(merchant_ids, customer_ids) -> list[str]:
-    """The pair keys of two id columns (what `pair_of` maps to rows)."""
-    return pc.binary_join_element_wise(merchant_ids, customer_ids, _SEP).to_pylist()
-
-
-def _objects(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """A string column as a numpy object array (the state's string columns)."""
-    return _array(col).to_numpy(zero_copy_only=False).astype(object, copy=False)
-
-
 def _bools(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    return _array(pc.fill_null(col, False)).to_numpy(zero_copy_only=False).astype(bool, copy=False)
+    return combined(pc.fill_null(col, False)).to_numpy(zero_copy_only=False).astype(bool, copy=False)
 
 
 class _Columns:
@@ -86,6 +71,10 @@ class _Columns:
         self._dtypes = dtypes
         for name, dtype in dtypes.items():
             setattr(self, name, np.zeros(16, dtype=dtype))
+
+    @property
+    def nbytes(self) -> int:
+        return sum(getattr(self, name).nbytes for name in self._dtypes)
 
     def extend(self, count: int) -> np.ndarray:
         """Room for `count` more rows (zeroed); their positions."""
@@ -109,8 +98,10 @@ class LiveState:
     def __init__(self, th: Thresholds, weights: Callable[[], Weights]) -> None:
         self.th = th
         self._weights = weights
-        self.pair_of: dict[str, int] = {}
-        self.pairs = _Columns({"merchant": np.int64, "customer": object, "name": object, "n": np.int64,
+        self.customers, self.names = Interner(), Interner()
+        self.pair_index = KeyIndex(np.int64)
+        # name: -1 until the pair's first row (any name is greater than none)
+        self.pairs = _Columns({"merchant": np.int32, "customer": np.int32, "name": np.int32, "n": np.int64,
                                "s_lo": np.uint64, "s_hi": np.int64, "f": bool, "m": bool, "w": np.float64,
                                "upgrade": bool, "child": bool})
         self.merchant_of: dict[str, int] = {}
@@ -126,11 +117,12 @@ class LiveState:
         for col, name in (("n", "txn_count"), ("f", "female_customers"), ("m", "male_customers")):
             getattr(self.merchants, col)[rows] = merchants[name].to_numpy()
         codes = self._merchant_codes(pairs["merchant_id"])
-        at = self._new_pairs(_keys(pairs["merchant_id"], pairs["customer_id"]), pairs["customer_id"], codes)
+        customers = self.customers.codes(pairs["customer_id"])
+        at = self._new_pairs(pair_keys(codes, customers), customers, codes)
         p = self.pairs
         p.n[at] = pairs["txn_count"].to_numpy()
         p.s_lo[at], p.s_hi[at] = amounts.lanes(pairs["amount_sum"])
-        p.name[at] = _objects(pairs["customer_name"])
+        p.name[at] = self.names.codes(pairs["customer_name"])
         p.f[at] = _bools(pairs["has_f"])
         p.m[at] = _bools(pairs["has_m"])
         for pattern, customer, merchant in reported:
@@ -138,9 +130,26 @@ class LiveState:
                 self.merchants.dei[self.merchant_of[merchant]] = True
             else:
                 column = p.upgrade if pattern == "PatId1" else p.child
-                column[self.pair_of[f"{merchant}{_SEP}{customer}"]] = True
-        # Merchants already past the volume bar get their order statistics when a chunk next touches
-        # them (as on crossing it): the weights may still be loading.
+                column[self._pair_row(customer, merchant)] = True
+        # Merchants already past the volume bar get their order statistics from `prepare` (before the
+        # first batch, once the weights are in) or when a chunk next touches them.
+
+    def _pair_row(self, customer: str, merchant: str) -> int:
+        code = self.customers.find(pa.array([customer], pa.string()))
+        return int(self.pair_index.find(pair_keys(np.array([self.merchant_of[merchant]]), code))[0])
+
+    def prepare(self) -> None:
+        """Order statistics for every merchant past the volume bar that has none (after a load), so a
+        restart's first batch costs what any batch costs. Blocks until the weights are in."""
+        p, bar = self.pairs, self.th.upgrade_min_merchant_txns + self.th.tolerance
+        due = [m for m in np.flatnonzero(self.merchants.n[:self.merchants.size] > bar).tolist()
+               if m not in self.order_stats]
+        if not due:
+            return
+        order = np.argsort(p.merchant[:p.size], kind="stable")
+        bounds = np.searchsorted(p.merchant[:p.size][order], np.arange(self.merchants.size + 1))
+        for m in due:
+            self._build_order_stats(m, order[bounds[m]:bounds[m + 1]])
 
     # -- one batch ----------------------------------------------------------------------------------
 
@@ -166,20 +175,18 @@ class LiveState:
     def _apply_chunk(self, d: pa.Table) -> tuple[np.ndarray, np.ndarray, list[pa.Table]]:
         """Fold one chunk's deltas in: (pair rows touched, merchant rows touched, new gender members)."""
         p = self.pairs
-        keys = _keys(d["merchant_id"], d["customer_id"])
-        rows = np.fromiter((self.pair_of.get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
+        codes = self._merchant_codes(d["merchant_id"])
+        customers = self.customers.codes(d["customer_id"])
+        keys = pair_keys(codes, customers)
+        rows = self.pair_index.find(keys)  # a chunk's deltas hold each pair once
         fresh = rows < 0
         if fresh.any():
-            mask = pa.array(fresh)
-            new_m = d["merchant_id"].filter(mask)
-            new_keys = [k for k, new in zip(keys, fresh.tolist(), strict=True) if new]
-            rows[fresh] = self._new_pairs(new_keys, d["customer_id"].filter(mask), self._merchant_codes(new_m))
-        codes = p.merchant[rows]
+            rows[fresh] = self._new_pairs(keys[fresh], customers[fresh], codes[fresh])
         dn = d["n"].to_numpy()
         old_n = p.n[rows].copy()
         p.n[rows] = old_n + dn
         amounts.add(p.s_lo, p.s_hi, rows, *amounts.lanes(d["s"]))
-        p.name[rows] = np.maximum(p.name[rows], _objects(d["name"]))  # new pairs start at ""
+        self._keep_greatest_name(rows, self.names.codes(d["name"]))
         members = []
         for gender, flag in (("F", "f"), ("M", "m")):
             seen = _bools(d[f"has_{flag}"])
@@ -195,6 +202,11 @@ class LiveState:
         merchants = np.unique(codes)
         self._update_order_stats(rows, codes, old_n, fresh)
         return rows, merchants, members
+
+    def _keep_greatest_name(self, rows: np.ndarray, names: np.ndarray) -> None:
+        old = self.pairs.name[rows]
+        greater = (old < 0) | (self.names.values(names) > self.names.values(np.maximum(old, 0)))
+        self.pairs.name[rows] = np.where(greater, names, old)
 
     def _update_order_stats(self, rows: np.ndarray, codes: np.ndarray, old_n: np.ndarray,
                             fresh: np.ndarray) -> None:
@@ -213,14 +225,16 @@ class LiveState:
             stats.update_counts(old_n[here], p.n[r])
             joined = r[fresh[here]]
             if len(joined):
-                p.w[joined] = self._weights().at(list(p.customer[joined]), self.merchants.id[m])
+                p.w[joined] = self._weights().at(self.customers.values(p.customer[joined]), self.merchants.id[m])
                 weighted = joined[~np.isnan(p.w[joined])]
                 stats.add_weights(p.w[weighted], weighted)
 
-    def _build_order_stats(self, m: int) -> None:
+    def _build_order_stats(self, m: int, rows: np.ndarray | None = None) -> None:
+        """From the merchant's pair rows (found here when not given)."""
         p = self.pairs
-        rows = np.flatnonzero(p.merchant[:p.size] == m)
-        p.w[rows] = self._weights().at(list(p.customer[rows]), self.merchants.id[m])
+        if rows is None:
+            rows = np.flatnonzero(p.merchant[:p.size] == m)
+        p.w[rows] = self._weights().at(self.customers.values(p.customer[rows]), self.merchants.id[m])
         weighted = rows[~np.isnan(p.w[rows])]
         self.order_stats[m] = MerchantOrderStats(p.n[rows], p.w[weighted], weighted)
 
@@ -257,7 +271,8 @@ class LiveState:
         def match(pattern: str, merchant: str, r: int) -> Match:
             if r < 0:
                 return Match(chunk, pattern, "", merchant, "")
-            return Match(chunk, pattern, p.customer[r], merchant, p.name[r])
+            return Match(chunk, pattern, self.customers.values(p.customer[r]).decode(), merchant,
+                         self.names.values(p.name[r]).decode())
 
         return sorted((match(*x) for x in found), key=lambda d: (d.pattern_id, d.merchant_id, d.customer_id))
 
@@ -272,28 +287,34 @@ class LiveState:
 
     def _merchant_codes(self, ids: pa.ChunkedArray | pa.Array) -> np.ndarray:
         """Merchant rows for a column of merchant ids (new merchants are added)."""
-        encoded = pc.dictionary_encode(_array(ids))
+        encoded = pc.dictionary_encode(combined(ids))
         distinct = encoded.dictionary.to_pylist()
         self._add_merchants(distinct)
         lookup = np.array([self.merchant_of[m] for m in distinct], dtype=np.int64)
         return lookup[encoded.indices.to_numpy(zero_copy_only=False)]
 
-    def _new_pairs(self, keys: list[str], customer_ids, codes: np.ndarray) -> np.ndarray:
+    def _new_pairs(self, keys: np.ndarray, customers: np.ndarray, codes: np.ndarray) -> np.ndarray:
         """Rows for pairs not seen before (all fields zero / false / NaN until set)."""
-        at = self.pairs.extend(len(codes))
-        self.pair_of.update(zip(keys, at.tolist(), strict=True))
+        at = self.pairs.extend(len(keys))
+        self.pair_index.add(keys)  # numbers rows as the columns do
         p = self.pairs
         p.merchant[at] = codes
-        p.customer[at] = _objects(customer_ids)
-        p.name[at] = ""
+        p.customer[at] = customers
+        p.name[at] = -1
         p.w[at] = np.nan
         return at
+
+    @property
+    def nbytes(self) -> int:
+        """The state's own arrays (what grows with the pairs), for the log and the benchmark."""
+        stats = sum(s.weights.nbytes + s.pairs.nbytes + s.hist.nbytes for s in self.order_stats.values())
+        return self.pairs.nbytes + self.pair_index.nbytes + self.customers.nbytes + self.names.nbytes + stats
 
     def _pairs_table(self, rows: np.ndarray) -> pa.Table:
         p = self.pairs
         return pa.table([pa.array(self.merchants.id[p.merchant[rows]], pa.string()),
-                         pa.array(p.customer[rows], pa.string()), pa.array(p.n[rows]),
-                         amounts.to_arrow(p.s_lo[rows], p.s_hi[rows]), pa.array(p.name[rows], pa.string())],
+                         to_arrow(self.customers.values(p.customer[rows])), pa.array(p.n[rows]),
+                         amounts.to_arrow(p.s_lo[rows], p.s_hi[rows]), to_arrow(self.names.values(p.name[rows]))],
                         schema=PAIR)
 
     def _merchants_table(self, rows: np.ndarray) -> pa.Table:

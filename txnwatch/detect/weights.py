@@ -7,7 +7,7 @@ with no applicable row has no weight. Rows whose weight is not a number are igno
 
 Spark reads the file and reduces it to per (customer, merchant, type) sums and counts (one
 aggregation); the driver, which attaches w to the state rows it hands the rules, combines those keys
-into w(c, m) and, for merchant-less rows, w(c), with Arrow.
+into w(c, m) and, for merchant-less rows, w(c), with Arrow, and keeps them as sorted numpy arrays.
 """
 
 from __future__ import annotations
@@ -18,34 +18,81 @@ import pyarrow.compute as pc
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from txnwatch.detect.key_index import Interner, combined, pair_keys, utf8_bytes
+
 
 class Weights:
-    """w(c, m): the specific weight, else the one from merchant-less rows, else none. Specific weights
-    are kept per merchant ({merchant: {customer: w}}): `at` serves one merchant at a time."""
+    """w(c, m): the specific weight, else the one from merchant-less rows, else none.
 
-    def __init__(self, by_merchant: dict[str, dict[str, float]], generic: dict[str, float]) -> None:
-        self.by_merchant, self.generic = by_merchant, generic
+    Held as numpy arrays, not dicts: customer ids are interned (key_index.Interner), the specific weights
+    sorted by (merchant, customer code), the merchant-less ones indexed by customer code. `at` serves one
+    merchant at a time with one `searchsorted`."""
+
+    def __init__(self, specific: pa.Table, generic: pa.Table) -> None:
+        """specific: (customer_id, merchant_id, w); generic: (customer_id, w)."""
+        self._ids = Interner()
+        merchants = pc.dictionary_encode(combined(specific["merchant_id"]))
+        self._merchant_of = {m: i for i, m in enumerate(merchants.dictionary.to_pylist())}
+        customers = self._ids.codes(specific["customer_id"])
+        keys = pair_keys(merchants.indices.to_numpy(zero_copy_only=False), customers)
+        order = np.argsort(keys, kind="stable")
+        self._keys, self._w = keys[order], _floats(specific["w"])[order]
+        generic_codes = self._ids.codes(generic["customer_id"])
+        self._generic = np.full(self._ids.size, np.nan)
+        self._generic[generic_codes] = _floats(generic["w"])
 
     @classmethod
     def from_pairs(cls, specific: dict[tuple[str, str], float], generic: dict[str, float]) -> Weights:
-        by_merchant: dict[str, dict[str, float]] = {}
-        for (c, m), w in specific.items():
-            by_merchant.setdefault(m, {})[c] = w
-        return cls(by_merchant, generic)
+        return cls(pa.table({"customer_id": pa.array([c for c, _ in specific], pa.string()),
+                             "merchant_id": pa.array([m for _, m in specific], pa.string()),
+                             "w": pa.array(list(specific.values()), pa.float64())}),
+                   pa.table({"customer_id": pa.array(list(generic), pa.string()),
+                             "w": pa.array(list(generic.values()), pa.float64())}))
 
     @property
     def specific(self) -> dict[tuple[str, str], float]:
         """Every specific weight keyed by (customer, merchant) (for inspection and tests)."""
-        return {(c, m): w for m, ws in self.by_merchant.items() for c, w in ws.items()}
+        merchant = {i: m for m, i in self._merchant_of.items()}
+        customers = self._ids.values(self._keys & 0xFFFFFFFF).tolist()
+        return {(c.decode(), merchant[int(k >> 32)]): float(w)
+                for c, k, w in zip(customers, self._keys.tolist(), self._w, strict=True)}
+
+    @property
+    def generic(self) -> dict[str, float]:
+        """Every merchant-less weight keyed by customer (for inspection and tests)."""
+        codes = np.flatnonzero(~np.isnan(self._generic))
+        return {c.decode(): float(w) for c, w in zip(self._ids.values(codes).tolist(), self._generic[codes],
+                                                     strict=True)}
 
     def __len__(self) -> int:
-        return sum(len(ws) for ws in self.by_merchant.values())
+        return len(self._w)
 
-    def at(self, customers: list[str], merchant: str) -> np.ndarray:
-        """w(c, merchant) for each customer, NaN where c has none. Called for the customers a merchant
-        gains once it is past the volume bar (and once for all of them when it gets there)."""
-        specific, generic = self.by_merchant.get(merchant, {}), self.generic
-        return np.array([specific.get(c, generic.get(c)) for c in customers], dtype=np.float64)  # None -> NaN
+    @property
+    def generic_count(self) -> int:
+        return int(np.count_nonzero(~np.isnan(self._generic)))
+
+    def at(self, customers: np.ndarray | list[str], merchant: str) -> np.ndarray:
+        """w(c, merchant) for each customer (ids as key_index.utf8_bytes, or a list), NaN where c has none.
+        Called for the customers a merchant gains once it is past the volume bar (and for all of them when
+        it gets there)."""
+        if not isinstance(customers, np.ndarray):
+            customers = utf8_bytes(pa.array(customers, pa.string()))
+        codes = self._ids.find(customers)
+        known = codes >= 0
+        out = np.full(len(codes), np.nan)
+        out[known] = self._generic[codes[known]]
+        m = self._merchant_of.get(merchant)
+        if m is not None and len(self._keys) and known.any():
+            keys = pair_keys(np.full(int(known.sum()), m), codes[known])
+            at = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
+            hit = self._keys[at] == keys
+            idx = np.flatnonzero(known)[hit]
+            out[idx] = self._w[at[hit]]
+        return out
+
+
+def _floats(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    return combined(pc.cast(col, pa.float64())).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
 
 
 def compute_weights(importance: DataFrame) -> DataFrame:
@@ -98,13 +145,4 @@ def weights_from_sums(sums: pa.Table) -> Weights:
     w = pc.divide(pc.add(pc.coalesce(per_pair["g_mean_sum"], 0.0), per_pair["c_sum"]),
                   pc.cast(pc.add(pc.coalesce(per_pair["g_mean_count"], 0), per_pair["n_sum"]),
                           pa.float64()))
-    specific = per_pair.select(["customer_id", "merchant_id"]).append_column("w", w)
-    specific = specific.sort_by("merchant_id")
-    merchants = specific["merchant_id"].to_numpy(zero_copy_only=False)
-    starts = list(np.flatnonzero(np.r_[True, merchants[1:] != merchants[:-1]])) if len(merchants) else []
-    by_merchant = {}
-    for start, end in zip(starts, [*starts[1:], len(merchants)][:len(starts)], strict=True):
-        part = specific.slice(start, end - start)
-        by_merchant[merchants[start]] = dict(zip(part["customer_id"].to_pylist(), part["w"].to_pylist(),
-                                                 strict=True))
-    return Weights(by_merchant, dict(zip(generic["customer_id"].to_pylist(), generic["w"].to_pylist(), strict=True)))
+    return Weights(per_pair.select(["customer_id", "merchant_id"]).append_column("w", w), generic)
