@@ -144,9 +144,10 @@ class Batches:
     def _load_weights(self) -> Weights:
         importance = read_importance(self.spark, self.landing)
         if importance is None:
-            return Weights({}, {})
+            return Weights.from_pairs({}, {})
         weights = collect_weights(compute_weights(importance))
-        log.info("weights for %d (customer, merchant) and %d merchant-less keys", len(weights), len(weights.generic))
+        log.info("weights for %d (customer, merchant) and %d merchant-less keys", len(weights),
+                 weights.generic_count)
         return weights
 
     def prefetch_weights(self) -> None:
@@ -169,11 +170,15 @@ class Batches:
     def live(self) -> LiveState:
         if self._live is None:
             started = time.monotonic()
+            self.prefetch_weights()  # Spark aggregates the weights while Postgres hands over the state
             live = LiveState(self.th, self.weights)
             state.load_state(self.link.conn, self.schema, live)
+            loaded = time.monotonic()
+            live.prepare()
             self._live = live
-            log.info("state loaded: %d (customer, merchant) pairs, %d merchants in %.2fs", live.pairs.size,
-                     live.merchants.size, time.monotonic() - started)
+            log.info("state loaded: %d (customer, merchant) pairs, %d merchants, %.1f MB, in %.2fs "
+                     "(order statistics %.2fs)", live.pairs.size, live.merchants.size, live.nbytes / 2**20,
+                     time.monotonic() - started, time.monotonic() - loaded)
         return self._live
 
     def close(self) -> None:

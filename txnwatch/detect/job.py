@@ -111,13 +111,17 @@ class _Loop:
         self.started = True
 
     def ready(self, spark) -> None:
+        """The state in memory (after a restart: with its order statistics, so the first batch costs what
+        any batch does), then the readiness mark."""
         conn = self.link.conn
+        if self.batcher is None:
+            self.batcher = Batches(spark, self.link, self.schema, self.landing, self.th, self.y_start)
+        self.batcher.live()
         state.mark_ready(conn, self.schema)
         log.info("detect: landing %s, output %s, db %s schema %s, resuming after chunk %d",
                  self.landing.url, self.output.url, redact(self.db_url), self.schema, self.last)
         # A crash between commit and file write leaves groups unwritten: repair them first.
         self.summary.files_written += write_pending(conn, self.schema, self.output, final=self.finished)
-        self.batcher = Batches(spark, self.link, self.schema, self.landing, self.th, self.y_start)
 
     def recover(self) -> None:
         """Before a re-run: a new connection (and job lock), the checkpoint as committed, the state
