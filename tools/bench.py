@@ -22,7 +22,8 @@ shape, 411,200 customers over 3 steps (983,000 rows, 99 chunks, ≈2.4 rows per 
   at once: relaunch -> readiness mark, the first batch's cost against the steady median before the kill,
   the lag of the chunks the new run commits, relaunch -> caught up (the first chunk it commits with lag
   < 1 s), and whether the detections are still exactly the reference's (nothing lost, nothing twice).
-The rule thresholds are the SPEC's defaults at every scale (what a bank would run); all three patterns fire.
+The rule thresholds are the SPEC's defaults at 1× and 10×; at 100× the two bars that count rows or customers
+are scaled to the set (generate.scaled_thresholds: merchant volume 82,655, female customers 10,000).
 
 Results go to stdout as a Markdown table, to `.local/bench/results.json` and the plot to
 `.local/bench/per_chunk_cost.png`. `--quick` runs every step on tiny data (tests/test_bench.py) into
@@ -73,12 +74,20 @@ class Scale:
     cost_chunks: int | None = None
     restart_chunks: int = 99
     kill_after: int = 80  # restart: Y is killed once this chunk is committed
+    scaled: bool = False  # rule thresholds scaled to the set (generate.scaled_thresholds), not the SPEC's
+
+    def threshold_args(self) -> list[str]:
+        """`--threshold NAME=VALUE` arguments for Y and the reference: none where the SPEC's defaults apply."""
+        from txnwatch.generate import scaled_thresholds
+
+        scaled = scaled_thresholds(self.rows, self.customers) if self.scaled else {}
+        return [a for name, value in scaled.items() for a in ("--threshold", f"{name}={value}")]
 
 
 SCALES = {
     1: Scale("1x", "1× customers (4,112)", ROWS_1X, live_chunks=30, restart_chunks=60, kill_after=48),
     10: Scale("10x", "10× customers (41,120)", ROWS_10X, backlog_chunks=100, cost_chunks=200),
-    100: Scale("100x", "100× customers (411,200), 3 steps", ROWS_100X, customers=411_200, steps=3),
+    100: Scale("100x", "100× customers (411,200), 3 steps", ROWS_100X, customers=411_200, steps=3, scaled=True),
 }
 # --quick: every step of a scale on tiny data (chunks of 1,000 rows; 100×: 100× the customers of 1×), in about
 # a minute a scale on an idle machine; the start-up on an empty landing zone is left out.
@@ -88,7 +97,7 @@ QUICK_SCALES = {
     10: Scale("10x", "10× (quick)", 150_000, live_chunks=3, backlog_chunks=15, cost_chunks=15, restart_chunks=15,
               kill_after=3),
     100: Scale("100x", "100× (quick)", 15_000, customers=10_400, steps=3, live_chunks=3, restart_chunks=15,
-               kill_after=3),
+               kill_after=3, scaled=True),
 }
 
 
@@ -221,6 +230,7 @@ class Bench:
                  prefix: str = "bench", head_start: float = HEAD_START_S) -> None:
         self.work, self.db_url, self.rows_per_chunk = work, db_url, rows_per_chunk
         self.prefix, self.head_start = prefix, head_start
+        self.threshold_args: list[str] = []  # the scale's, for every detect command
         self.env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PYTHONUNBUFFERED": "1"}
         self.cli = [sys.executable, "-m", "txnwatch"]
 
@@ -240,7 +250,7 @@ class Bench:
 
     def detect(self, landing: Path, output: Path, schema: str, *extra: str) -> list[str]:
         return [*self.cli, "detect", "--landing", str(landing), "--output", str(output), "--db", self.db_url,
-                "--schema", schema, *extra]
+                "--schema", schema, *self.threshold_args, *extra]
 
     def place(self, kind: str, tag: str) -> tuple[str, Path, Path]:
         """A run's schema, landing zone and output folder, emptied."""
@@ -397,10 +407,10 @@ class Reference:
         return flat(read_output(open_store(str(output)))) == expected and sum(detections.values()) == len(expected)
 
 
-def reference(landing: Path, out: Path) -> Reference:
+def reference(landing: Path, out: Path, threshold_args: list[str]) -> Reference:
     """The plain-Python reference on the landed chunks, in a child (its time is its own)."""
-    proc = subprocess.run([sys.executable, "-m", "tools.reference_run", str(landing), "--out", str(out)], cwd=ROOT,
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run([sys.executable, "-m", "tools.reference_run", str(landing), "--out", str(out),
+                           *threshold_args], cwd=ROOT, capture_output=True, text=True, check=True)
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     return Reference(round(result["seconds"], 2), result["chunks"], [tuple(d) for d in json.loads(out.read_text())])
 
@@ -485,7 +495,7 @@ def _lags(run: dict) -> dict:
 
 def measure_backlog(bench: Bench, data: Path, scale: Scale) -> tuple[dict, Reference]:
     b = bench.backlog(data, scale.name, chunks=scale.backlog_chunks)
-    ref = reference(b["landing"], bench.work / f"reference-{scale.name}.json")
+    ref = reference(b["landing"], bench.work / f"reference-{scale.name}.json", bench.threshold_args)
     return {"chunks": b["chunks"], "detect_s": b["detect_s"], "reference_s": ref.seconds,
             "ratio_to_reference": round(b["detect_s"] / ref.seconds, 2) if ref.seconds else None,
             "matches_reference": ref.matches(b["output"], b["chunks"], b["detections"]),
@@ -510,8 +520,9 @@ def run_scale(bench: Bench, scale: Scale) -> tuple[dict, list[tuple[int, float]]
     from txnwatch.generate import STEPS, customer_count
 
     data = bench.generate(scale.rows, scale.customers, scale.steps)
+    bench.threshold_args = scale.threshold_args()
     out: dict = {"rows": scale.rows, "customers": customer_count(scale.rows, scale.customers),
-                 "steps": scale.steps or STEPS}
+                 "steps": scale.steps or STEPS, "thresholds": " ".join(bench.threshold_args[1::2]) or "SPEC defaults"}
     out["backlog"], ref = measure_backlog(bench, data, scale)
     out["ready_s"] = out["backlog"].pop("ready_s")
     out["cost"], out["memory"], series = measure_cost(bench, data, scale)

@@ -1,7 +1,8 @@
 """Time the plain-Python reference (tests/reference_rules.py) on a landing zone: prints
 {"seconds": ..., "chunks": ..., "detections": ...}; with --out FILE, also writes its detections in order as
-JSON [patternId, ActionType, customerName, merchantId, chunk] lists. Run by tools/bench.py in its own process
-(`python -m tools.reference_run LANDING [--out FILE]`)."""
+JSON [patternId, ActionType, customerName, merchantId, chunk] lists; --threshold NAME=VALUE as `txnwatch detect`
+takes it. Run by tools/bench.py in its own process
+(`python -m tools.reference_run LANDING [--out FILE] [--threshold NAME=VALUE ...]`)."""
 
 from __future__ import annotations
 
@@ -19,10 +20,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m tools.reference_run")
     parser.add_argument("landing")
     parser.add_argument("--out", type=Path, help="write the detections here (JSON)")
+    parser.add_argument("--threshold", action="append", metavar="NAME=VALUE", help="override a rule threshold")
     args = parser.parse_args()
     store = open_store(args.landing)
     started = time.monotonic()
-    found = detect_store(store, REFERENCE_KEY, Thresholds())
+    found = detect_store(store, REFERENCE_KEY, Thresholds.from_overrides(args.threshold))
     seconds = time.monotonic() - started
     chunks = next(k for k in range(1, 1 << 30) if not store.exists(chunk_key(k))) - 1
     if args.out:
