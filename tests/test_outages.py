@@ -258,7 +258,7 @@ def test_x_and_y_live_ride_out_a_20_s_cut(service, tmp_path, pg_server_url, pg_p
     (tmp_path / "tx.csv").write_bytes(csv_bytes(CANONICAL_COLUMNS, rows))
     (tmp_path / "imp.csv").write_bytes(csv_bytes(IMPORTANCE_COLUMNS, imp))
     landing, output = f"s3://{s3_bucket}/landing", f"s3://{s3_bucket}/out"
-    env = dict(os.environ, AWS_ENDPOINT_URL=s3_proxy.url, TXNWATCH_SPARK_WARMUP="0")
+    env = dict(os.environ, AWS_ENDPOINT_URL=s3_proxy.url)  # warmed: X must still be running at Y's chunk 3
     common = ["--db", pg_proxy.url, "--schema", schema, "--retry-seconds", "90"]
     y = subprocess.Popen([sys.executable, "-m", "txnwatch", "detect", "--landing", landing, "--output", output,
                           "--until-end", "--poll-interval", "0.05", *LOW_ARGS, *common],
@@ -269,9 +269,10 @@ def test_x_and_y_live_ride_out_a_20_s_cut(service, tmp_path, pg_server_url, pg_p
                  what="Y ready")
         x = subprocess.Popen([sys.executable, "-m", "txnwatch", "ingest", "--source", str(tmp_path / "tx.csv"),
                               "--importance", str(tmp_path / "imp.csv"), "--landing", landing,
-                              "--rows-per-chunk", "400", "--interval", "0.5", *common],
+                              "--rows-per-chunk", "400", "--interval", "1", *common],
                              cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
         wait_for(lambda: _checkpoint(pg_server_url, schema)[1] >= 3, timeout=60, what="Y at chunk 3")
+        assert x.poll() is None, "X finished before the cut: the cut would test nothing"
         proxy = pg_proxy if service == "PostgreSQL" else s3_proxy
         proxy.cut(LIVE_CUT_S)
         wait_for(lambda: proxy.is_up, timeout=LIVE_CUT_S + 10, interval=0.2, what="the cut to end")
