@@ -17,7 +17,7 @@ ids = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_cha
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.lists(st.integers(-2**40, 2**40), max_size=40), max_size=12))
 def test_int_index_maps_every_key_to_the_row_it_was_added_as(batches):
-    index, rows = KeyIndex(np.int64), {}
+    index, rows = KeyIndex(), {}
     for batch in batches:
         keys = np.array(list(dict.fromkeys(batch)), dtype=np.int64)
         found = index.find(keys)
@@ -30,7 +30,7 @@ def test_int_index_maps_every_key_to_the_row_it_was_added_as(batches):
 
 def test_runs_merge_into_the_main_one_and_stay_exact(monkeypatch):
     monkeypatch.setattr(key_index, "_MIN_RUN", 4)
-    index = KeyIndex(np.int64)
+    index = KeyIndex()
     rng = np.random.default_rng(3)
     keys = rng.permutation(10_000)[:3_000].astype(np.int64)
     for part in np.array_split(keys, 300):

@@ -72,21 +72,17 @@ def _merge(keys: np.ndarray, rows: np.ndarray, new_keys: np.ndarray, new_rows: n
 class KeyIndex:
     """key -> row; rows are numbered 0, 1, 2, ... in the order keys were added unless given."""
 
-    def __init__(self, dtype: str | np.dtype) -> None:
-        self.dtype = np.dtype(dtype)
+    def __init__(self) -> None:
         self.size = 0
-        self._runs = [(np.empty(0, self.dtype), np.empty(0, np.int64)) for _ in range(2)]  # main, recent
+        self._runs = [(np.empty(0, np.int64), np.empty(0, np.int64)) for _ in range(2)]  # main, recent
 
     @property
     def nbytes(self) -> int:
         return sum(k.nbytes + r.nbytes for k, r in self._runs)
 
-    def _fit(self, keys: np.ndarray) -> np.ndarray:
-        return keys.astype(self.dtype, copy=False)
-
     def find(self, keys: np.ndarray) -> np.ndarray:
         """The row of each key, -1 where it is not in the index."""
-        keys = self._fit(keys)
+        keys = keys.astype(np.int64, copy=False)
         found = np.full(len(keys), -1, dtype=np.int64)
         for run_keys, run_rows in self._runs:
             if not len(run_keys):
@@ -99,7 +95,7 @@ class KeyIndex:
     def add(self, keys: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """Keys that are not in the index yet (distinct), with their rows: by default the next `len(keys)`
         numbers."""
-        keys = self._fit(keys)
+        keys = keys.astype(np.int64, copy=False)
         if rows is None:
             rows = np.arange(self.size, self.size + len(keys), dtype=np.int64)
         self.size += len(keys)
@@ -138,7 +134,7 @@ class Interner:
     keeps its code in a small dict instead."""
 
     def __init__(self) -> None:
-        self.index = KeyIndex(np.int64)
+        self.index = KeyIndex()
         self.size = 0
         self._values = np.empty(16, dtype="S1")
         self._spilled: dict[bytes, int] = {}

@@ -99,7 +99,7 @@ class LiveState:
         self.th = th
         self._weights = weights
         self.customers, self.names = Interner(), Interner()
-        self.pair_index = KeyIndex(np.int64)
+        self.pair_index = KeyIndex()
         # name: -1 until the pair's first row (any name is greater than none)
         self.pairs = _Columns({"merchant": np.int32, "customer": np.int32, "name": np.int32, "n": np.int64,
                                "s_lo": np.uint64, "s_hi": np.int64, "f": bool, "m": bool, "w": np.float64,
@@ -125,18 +125,24 @@ class LiveState:
         p.name[at] = self.names.codes(pairs["customer_name"])
         p.f[at] = _bools(pairs["has_f"])
         p.m[at] = _bools(pairs["has_m"])
-        for pattern, customer, merchant in reported:
-            if pattern == "PatId3":
-                self.merchants.dei[self.merchant_of[merchant]] = True
-            else:
-                column = p.upgrade if pattern == "PatId1" else p.child
-                column[self._pair_row(customer, merchant)] = True
+        self._mark_reported(reported)
         # Merchants already past the volume bar get their order statistics from `prepare` (before the
         # first batch, once the weights are in) or when a chunk next touches them.
 
-    def _pair_row(self, customer: str, merchant: str) -> int:
-        code = self.customers.find(pa.array([customer], pa.string()))
-        return int(self.pair_index.find(pair_keys(np.array([self.merchant_of[merchant]]), code))[0])
+    def _mark_reported(self, reported: list[tuple[str, str, str]]) -> None:
+        """Flag the keys already detected, the pairs' rows found in one lookup."""
+        dei = [self.merchant_of[m] for pattern, _, m in reported if pattern == "PatId3"]
+        self.merchants.dei[dei] = True
+        keyed = [(pattern, c, m) for pattern, c, m in reported if pattern != "PatId3"]
+        if not keyed:
+            return
+        customers = self.customers.find(pa.array([c for _, c, _ in keyed], pa.string()))
+        rows = self.pair_index.find(pair_keys(np.array([self.merchant_of[m] for _, _, m in keyed]), customers))
+        if (customers < 0).any() or (rows < 0).any():
+            raise ValueError("a detected (customer, merchant) pair is missing from the stored state")
+        upgrade = np.array([pattern == "PatId1" for pattern, _, _ in keyed])
+        self.pairs.upgrade[rows[upgrade]] = True
+        self.pairs.child[rows[~upgrade]] = True
 
     def prepare(self) -> None:
         """Order statistics for every merchant past the volume bar that has none (after a load), so a
