@@ -174,6 +174,13 @@ def test_browser_ui_triggers_both_dags_and_shows_their_logs(ui, ui_page, small_d
     expect(page.get_by_text(f"schema {schema} already finished a replay", exact=False).first).to_be_visible()
     expect(page.get_by_text("start_over on", exact=False).first).to_be_visible()
     shot(page, "12_y_again_says_why")
+    # Its live tab shows this run's Y, which never started: not the earlier run's "finished".
+    page.goto(f"{la.api_url}/dags/{Y}/runs/{again}")
+    page.get_by_role("link", name="txnwatch live").click()
+    view = page.frame_locator("iframe[title='txnwatch live']")
+    expect(view.locator("#verdict")).to_contain_text("this run's Y has not started", timeout=UI_TIMEOUT_MS)
+    expect(view.locator("#y-status")).to_have_text("not started")
+    shot(page, "12_y_again_live_tab")
     # Start over: this run's Y on its live tab (the old state is gone), then X; a fresh, equal replay.
     form = open_trigger_form(page, la, Y)
     fill(form, y_values)

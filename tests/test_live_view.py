@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import numpy as np
 import pytest
@@ -110,6 +110,19 @@ def test_quarantined_rows_are_listed_newest_first(db, schema):
 def test_y_status_follows_its_readiness_mark_and_heartbeat(db, schema, ready, heartbeat_age_s, finished, status):
     seed(db, schema, ready=ready, heartbeat_age_s=heartbeat_age_s, finished=finished)
     assert snapshot(db, schema)["y"]["status"] == status
+
+
+def test_a_run_queued_after_y_started_sees_its_own_y_not_started(db, schema):
+    """A run's tab (y_since = the run's queue time): an earlier run's finished Y is not this run's state."""
+    seed(db, schema, finished=True)
+    assert snapshot(db, schema, y_since=T0 - timedelta(seconds=1))["y"]["status"] == "finished"
+    assert snapshot(db, schema, y_since=T0 + timedelta(seconds=1))["y"]["status"] == "not started"
+
+
+def test_a_run_queued_after_x_last_landed_sees_its_own_x_not_started(db, schema):
+    seed(db, schema)
+    assert snapshot(db, schema, x_since=T0 - timedelta(seconds=1))["x"]["status"] == "landing"
+    assert snapshot(db, schema, x_since=T0 + timedelta(seconds=1))["x"]["status"] == "not started"
 
 
 def test_a_schema_before_its_first_run_reports_y_not_started(db, schema):
@@ -263,6 +276,9 @@ def test_a_runs_tab_opens_the_view_of_the_schema_in_its_conf(api_server, schema)
         api.delete_dag_run(Y_DAG_ID, run_id)
     assert status == 303
     assert headers["location"].startswith(f"../../view?schema={schema}&dag_id={Y_DAG_ID}&run_id=")
+    # Y's state counts from the run's queue time on (an earlier run's Y is not shown as this run's).
+    since = parse_qs(urlsplit(headers["location"]).query)["y_since"][0]
+    assert datetime.fromisoformat(since).tzinfo is not None
 
 
 def test_a_runs_tab_of_another_dag_is_not_found(api_server):

@@ -58,9 +58,11 @@ def _last_activity(conn: psycopg.Connection, schema: str) -> datetime | None:
         return one(conn, "last_activity", schema)[0]
 
 
-def y_status(y: dict[str, Any] | None) -> str:
-    """One word for where Mechanism Y stands: not started, starting, running, stalled or finished."""
-    if y is None:
+def y_status(y: dict[str, Any] | None, since: datetime | None = None) -> str:
+    """One word for where Mechanism Y stands: not started, starting, running, stalled or finished.
+
+    With `since` (a DAG run's queue time), a Y that started before it is an earlier run's: "not started"."""
+    if y is None or (since is not None and (y["y_start_time"] is None or y["y_start_time"] < since)):
         return "not started"
     if y["finished"]:
         return "finished"
@@ -72,8 +74,12 @@ def y_status(y: dict[str, Any] | None) -> str:
     return "running"
 
 
-def snapshot(conn: psycopg.Connection, schema: str, after: int = 0) -> dict[str, Any]:
+def snapshot(conn: psycopg.Connection, schema: str, after: int = 0, y_since: datetime | None = None,
+             x_since: datetime | None = None) -> dict[str, Any]:
     """Everything the page draws, as one JSON-ready dict; per-chunk series only for chunks > `after`.
+
+    `y_since` / `x_since`: the view of one DAG run (queued then): a Y, or an X, last active before it
+    belongs to an earlier run, and is shown as this run's "not started", not as that run's state.
 
     Raises SchemaNotFound when the schema has no txnwatch tables. Runs in one read-only, repeatable-read
     transaction so that the numbers agree with each other.
@@ -99,6 +105,7 @@ def snapshot(conn: psycopg.Connection, schema: str, after: int = 0) -> dict[str,
         quarantine = rows(conn, "newest_quarantine", s, {"limit": NEWEST_QUARANTINE})
 
     x_last = x_row[1] if x_row else 0
+    x_earlier = x_row is not None and x_since is not None and (x_row[5] is None or x_row[5] < x_since)
     y_last = y["last_chunk"] if y else 0
     return {
         "schema": s,
@@ -106,9 +113,10 @@ def snapshot(conn: psycopg.Connection, schema: str, after: int = 0) -> dict[str,
         "x": None if x_row is None else {
             "landing": x_row[0], "last_chunk": x_row[1], "rows_landed": int(x_row[2]), "rejected": int(x_row[3]),
             "finished": bool(x_row[4]), "updated_at": _iso(x_row[5]),
+            "status": "not started" if x_earlier else ("finished" if x_row[4] else "landing"),
         },
         "y": {
-            "status": y_status(y),
+            "status": y_status(y, y_since),
             "last_chunk": y_last,
             "finished": bool(y and y["finished"]),
             "landing": y and y["landing"],

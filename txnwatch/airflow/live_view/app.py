@@ -15,6 +15,7 @@ Routes, relative to the mount point:
 from __future__ import annotations
 
 import html
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -77,6 +78,11 @@ def _valid_schema(schema: str) -> str:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(e)) from None
 
 
+def _aware(moment: datetime | None) -> datetime | None:
+    """A naive time from a query string is UTC (Airflow's own times are)."""
+    return moment if moment is None or moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def create_app(db_url=state_db_url) -> FastAPI:
     """The app; `db_url` returns the state database's URL (the tests pass their own server's)."""
     app = FastAPI(title="txnwatch live view", docs_url=None, redoc_url=None, openapi_url=None)
@@ -113,12 +119,16 @@ def create_app(db_url=state_db_url) -> FastAPI:
         if not get_auth_manager().is_authorized_dag(method="GET", access_entity=DagAccessEntity.RUN,
                                                     details=DagDetails(id=dag_id), user=user):
             raise HTTPException(status.HTTP_403_FORBIDDEN, f"not allowed to read runs of {dag_id}")
-        conf = session.scalar(select(DagRun.conf).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id))
-        if conf is None and not session.scalar(
-                select(DagRun.id).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)):
+        run = session.execute(select(DagRun.conf, DagRun.queued_at, DagRun.run_after)
+                              .where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)).first()
+        if run is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no run {run_id} of {dag_id}")
+        conf, queued_at, run_after = run
         schema = _valid_schema(str((conf or {}).get("schema") or DEFAULT_SCHEMA))
-        query = urlencode({"schema": schema, "dag_id": dag_id, "run_id": run_id})
+        # The run's own mechanism is shown from this run on: one active before it was an earlier run's.
+        since = "y_since" if dag_id == Y_DAG_ID else "x_since"
+        query = urlencode({"schema": schema, "dag_id": dag_id, "run_id": run_id,
+                           since: (queued_at or run_after).isoformat()})
         # Relative: the app does not know where the API server mounts it, nor behind which proxy.
         return RedirectResponse(f"../../view?{query}", status.HTTP_303_SEE_OTHER)
 
@@ -134,12 +144,13 @@ def create_app(db_url=state_db_url) -> FastAPI:
                                     f"PostgreSQL at {redact(url)}: {first_line(e)}") from None
 
     @app.get("/api/state/{schema}", dependencies=[Depends(reader)])
-    def state(schema: str, after: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
+    def state(schema: str, after: Annotated[int, Query(ge=0)] = 0, y_since: datetime | None = None,
+              x_since: datetime | None = None) -> dict[str, Any]:
         schema = _valid_schema(schema)
         url = db_url()
         with _connect(url) as conn:
             try:
-                return snapshot(conn, schema, after=after)
+                return snapshot(conn, schema, after=after, y_since=_aware(y_since), x_since=_aware(x_since))
             except SchemaNotFound as e:
                 raise HTTPException(status.HTTP_404_NOT_FOUND, str(e)) from None
             except psycopg.Error as e:

@@ -9,6 +9,10 @@
   const SVG_NS = "http://www.w3.org/2000/svg";
   const params = new URLSearchParams(window.location.search);
   let schema = params.get("schema");
+  // A DAG run's view: its own mechanism counts from the run's queue time on (an earlier run's is not shown
+  // as this run's state).
+  let since = ["y_since", "x_since"].filter((k) => params.get(k))
+    .map((k) => "&" + k + "=" + encodeURIComponent(params.get(k))).join("");
   let series = emptySeries();
   let timer = null;
 
@@ -177,6 +181,10 @@
   function verdict(data) {
     const v = $("verdict");
     const y = data.y;
+    if (since.includes("y_since") && y.status === "not started") {
+      v.textContent = "this run's Y has not started" + (y.y_start_time ? " (the last Y started " + time(y.y_start_time) + ")" : "");
+      return cls(v, null);
+    }
     if (!data.chunks) {
       v.textContent = y.status === "starting" ? "Y is starting (Spark warming up)" : "no chunk processed yet";
       return cls(v, y.status === "stalled" ? "bad" : null);
@@ -198,8 +206,8 @@
     setValue("x-chunk", x ? x.last_chunk : 0);
     setText("x-detail", x ? fmt(x.rows_landed) + " rows landed, " + fmt(x.rejected) + " rejected" : "not started");
     const xs = $("x-status");
-    xs.textContent = !x ? "not started" : (x.finished ? "finished" : "landing");
-    cls(xs, x && x.finished ? "ok" : null);
+    xs.textContent = x ? x.status : "not started";
+    cls(xs, x && x.status === "finished" ? "ok" : null);
     setValue("y-chunk", y.last_chunk);
     setText("y-detail", fmt(data.rows) + " rows, heartbeat " + (y.heartbeat_age_s === null ? "–" : y.heartbeat_age_s + " s ago")
       + (data.max_batch_chunks > 1 ? ", largest batch " + data.max_batch_chunks + " chunks" : ""));
@@ -236,10 +244,10 @@
   async function poll() {
     let last = series.chunk.length ? series.chunk[series.chunk.length - 1] : 0;
     try {
-      let data = await getJSON("api/state/" + encodeURIComponent(schema) + "?after=" + last);
+      let data = await getJSON("api/state/" + encodeURIComponent(schema) + "?after=" + last + since);
       if (data.y.last_chunk < last || !merge(data)) {  // the schema was reset: start over
         series = emptySeries(); last = 0;
-        data = await getJSON("api/state/" + encodeURIComponent(schema) + "?after=0");
+        data = await getJSON("api/state/" + encodeURIComponent(schema) + "?after=0" + since);
         merge(data);
       }
       showMessage("");
@@ -265,7 +273,8 @@
     $("schema").addEventListener("change", (ev) => {
       schema = ev.target.value;
       const p = new URLSearchParams(window.location.search);
-      p.set("schema", schema); p.delete("dag_id"); p.delete("run_id");
+      p.set("schema", schema); p.delete("dag_id"); p.delete("run_id"); p.delete("y_since"); p.delete("x_since");
+      since = "";
       window.history.replaceState(null, "", "?" + p.toString());
       setText("run", "");
       series = emptySeries();
