@@ -7,7 +7,6 @@ import dataclasses
 import random
 
 import numpy as np
-import pyarrow as pa
 import pytest
 
 from tests.reference_rules import detect_store, weights_from_csv
@@ -16,8 +15,8 @@ from txnwatch.core.config import Thresholds
 from txnwatch.core.landing import CANONICAL_COLUMNS, END_KEY, IMPORTANCE_COLUMNS, REFERENCE_KEY, chunk_key
 from txnwatch.core.storage import S3Store, open_store
 from txnwatch.detect.job import run_detect
-from txnwatch.detect.reader import s3a_path, spark_path
-from txnwatch.detect.weights import collect_weights, compute_weights
+from txnwatch.detect.reader import read_importance, s3a_path, spark_path
+from txnwatch.detect.weights import weights_from_importance
 
 EDGE = Thresholds(upgrade_min_merchant_txns=100)  # everything else at the SPEC's defaults
 
@@ -91,7 +90,13 @@ def test_edge_cases(tmp_path, spark, pg_server_url, schema, batch):
             if d.pattern_id == "PatId2"] == [(1, "K79"), (2, "K80B")]
 
 
-def test_weights_match_the_definition(spark):
+def _importance_store(tmp_path, data: bytes):
+    store = open_store(str(tmp_path / "landing"))
+    store.put(REFERENCE_KEY, data)
+    return store
+
+
+def test_weights_match_the_definition(tmp_path):
     rnd = random.Random(9)
     rows = []
     for c in (f"C{i}" for i in range(40)):
@@ -99,10 +104,10 @@ def test_weights_match_the_definition(spark):
             rows.append([c, rnd.choice(["", "M1", "M2", "M3"]), rnd.choice(["a", "b", "c"]),
                          str(rnd.choice([0.25, 1, 2.5, 4]))])
     rows.append(["C0", "M1", "a", "not-a-number"])  # ignored
-    data = csv_bytes(IMPORTANCE_COLUMNS, rows)
-    table = pa.table({c: [r[i] for r in rows] for i, c in enumerate(IMPORTANCE_COLUMNS)})
-    got = collect_weights(compute_weights(spark.createDataFrame(table)))
-    specific, generic = weights_from_csv(data)
+    rows.append(["", "M1", "a", "3"])  # no customer: ignored
+    rows.append(["C1", "M1", "a, quoted", " 2.5e0 "])  # a quoted comma; blanks around a number
+    got = weights_from_importance(read_importance(_importance_store(tmp_path, csv_bytes(IMPORTANCE_COLUMNS, rows))))
+    specific, generic = weights_from_csv(csv_bytes(IMPORTANCE_COLUMNS, rows))
     assert got.specific.keys() == specific.keys() and got.generic.keys() == generic.keys()
     for key, w in specific.items():
         assert got.specific[key] == pytest.approx(w, abs=1e-12)
@@ -112,6 +117,22 @@ def test_weights_match_the_definition(spark):
     some = next(c for c in generic if not any(k[0] == c for k in specific))
     assert got.at([some], "M9")[0] == generic[some]
     assert np.isnan(got.at(["nobody"], "M1")[0])
+
+
+def test_an_importance_row_with_missing_fields_is_skipped_and_counted(tmp_path, caplog):
+    data = csv_bytes(IMPORTANCE_COLUMNS, [["C1", "M1", "a", "2"], ["C2", "M1", "a", "4"]]) + b"C3,M1,a\n"
+    table = read_importance(_importance_store(tmp_path, data))
+    assert table["customerId"].to_pylist() == ["C1", "C2"]
+    assert "1 rows with the wrong number of fields ignored" in caplog.text
+
+
+@pytest.mark.parametrize(("data", "why"), [
+    (b"customerId,merchantId,weight\nC1,M1,2\n", "wrong header"),
+    (b"customerId,merchantId,transactionType,weight\nC1,M\xff,a,2\n", "UTF8"),
+])
+def test_an_unusable_importance_file_means_no_weights_with_a_warning(tmp_path, caplog, data, why):
+    assert read_importance(_importance_store(tmp_path, data)) is None
+    assert "every customer is treated as having no weight" in caplog.text and why in caplog.text
 
 
 def test_s3a_mapping(monkeypatch, tmp_path):

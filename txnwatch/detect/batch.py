@@ -24,7 +24,7 @@ from txnwatch.detect import state
 from txnwatch.detect.live_state import BatchChanges, LiveState
 from txnwatch.detect.reader import ChunkRead, read_deltas, read_importance
 from txnwatch.detect.shapes import DELTA, PATTERNS
-from txnwatch.detect.weights import Weights, collect_weights, compute_weights
+from txnwatch.detect.weights import Weights, weights_from_importance
 
 log = logging.getLogger("txnwatch.detect")
 
@@ -142,17 +142,19 @@ class Batches:
         self._live: LiveState | None = None
 
     def _load_weights(self) -> Weights:
-        importance = read_importance(self.spark, self.landing)
+        started = time.monotonic()
+        importance = read_importance(self.landing)
         if importance is None:
             return Weights.from_pairs({}, {})
-        weights = collect_weights(compute_weights(importance))
-        log.info("weights for %d (customer, merchant) and %d merchant-less keys", len(weights),
-                 weights.generic_count)
+        weights = weights_from_importance(importance)
+        log.info("weights for %d (customer, merchant) and %d merchant-less keys from %d rows, in %.2fs",
+                 len(weights), weights.generic_count, importance.num_rows, time.monotonic() - started)
         return weights
 
     def prefetch_weights(self) -> None:
         """Start loading the weights in the background once the reference is published: they take a
-        moment, and only PatId1 on a merchant past the volume bar has to wait for them."""
+        moment (Arrow on the driver, which releases the GIL while the batches run), and only PatId1 on a
+        merchant past the volume bar has to wait for them."""
         if self._weights is None and self.landing.exists(REFERENCE_KEY):
             self._weights = self._pool.submit(self._load_weights)
 
@@ -170,7 +172,7 @@ class Batches:
     def live(self) -> LiveState:
         if self._live is None:
             started = time.monotonic()
-            self.prefetch_weights()  # Spark aggregates the weights while Postgres hands over the state
+            self.prefetch_weights()  # Arrow aggregates the weights while Postgres hands over the state
             live = LiveState(self.th, self.weights)
             state.load_state(self.link.conn, self.schema, live)
             loaded = time.monotonic()

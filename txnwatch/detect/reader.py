@@ -1,4 +1,4 @@
-"""Reading landed chunks and the importance file into Spark, and validating their rows.
+"""Reading landed chunks into Spark and validating their rows; reading the importance file with Arrow.
 
 Locally (and with `TXNWATCH_SPARK_NATIVE_S3=1`, e.g. on Databricks) Spark reads the CSV itself. For
 `s3://` on a machine without the hadoop-aws jars the driver fetches the object with boto3, parses it
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -42,7 +43,6 @@ _ROW = "_row"
 RAW_SCHEMA = T.StructType(
     [T.StructField(c, T.StringType()) for c in CANONICAL_COLUMNS] + [T.StructField(CORRUPT, T.StringType())]
 )
-IMPORTANCE_SCHEMA = T.StructType([T.StructField(c, T.StringType()) for c in IMPORTANCE_COLUMNS])
 
 def native_s3() -> bool:
     return os.environ.get("TXNWATCH_SPARK_NATIVE_S3", "") in ("1", "true", "yes")
@@ -284,22 +284,39 @@ def read_deltas(spark: SparkSession, store: Store,
     return (pa.concat_tables(parts) if parts else None), reads
 
 
-def read_importance(spark: SparkSession, store: Store) -> DataFrame | None:
-    """The published importance file as a DataFrame of strings, or None (logged) if absent or malformed."""
+def read_importance(store: Store) -> pa.Table | None:
+    """The published importance file as an Arrow table of strings, or None (logged) if absent or unusable.
+
+    Read on the driver with Arrow's multi-threaded CSV reader, not by Spark: the file is read once per
+    run and the driver holds its aggregate anyway, and a Spark job over it would share the cores with
+    the first chunks for several seconds (at 100x the customers: 7 s against 0.1 s here). A row with
+    the wrong number of fields is skipped, as Spark's DROPMALFORMED did."""
+    what = store.uri(REFERENCE_KEY)
     if not store.exists(REFERENCE_KEY):
-        log.warning("no importance file at %s: every customer is treated as having no weight",
-                    store.uri(REFERENCE_KEY))
+        log.warning("no importance file at %s: every customer is treated as having no weight", what)
         return None
-    path = spark_path(store, REFERENCE_KEY)
     try:
-        if path is not None:
-            _check_header(_head_bytes(store, REFERENCE_KEY), IMPORTANCE_COLUMNS, store.uri(REFERENCE_KEY))
-            return (spark.read.schema(IMPORTANCE_SCHEMA).option("header", True)
-                    .option("mode", "DROPMALFORMED").option("nullValue", "\u0000").option("emptyValue", "")
-                    .csv(path))
-        table = _parse_on_driver(store.get(REFERENCE_KEY), IMPORTANCE_COLUMNS, store.uri(REFERENCE_KEY))
-        table = table.filter(pc.is_null(table[CORRUPT])).select(list(IMPORTANCE_COLUMNS))
-        return spark.createDataFrame(table, schema=IMPORTANCE_SCHEMA)
+        _check_header(_head_bytes(store, REFERENCE_KEY), IMPORTANCE_COLUMNS, what)
+        local = store.local_path(REFERENCE_KEY)
+        source = local if local is not None else pa.BufferReader(store.get(REFERENCE_KEY))
+        skipped = []
+
+        def skip(row) -> str:
+            skipped.append(row.number)
+            return "skip"
+
+        table = pacsv.read_csv(
+            source, read_options=pacsv.ReadOptions(column_names=list(IMPORTANCE_COLUMNS), skip_rows=1),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=skip),
+            convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in IMPORTANCE_COLUMNS},
+                                                 strings_can_be_null=False, quoted_strings_can_be_null=False))
     except ChunkUnreadable as e:
         log.warning("importance file unusable (%s): every customer is treated as having no weight", e)
         return None
+    except pa.ArrowInvalid as e:
+        log.warning("importance file unusable (%s: %s): every customer is treated as having no weight", what,
+                    first_line(e, limit=200))
+        return None
+    if skipped:
+        log.warning("importance file %s: %d rows with the wrong number of fields ignored", what, len(skipped))
+    return table

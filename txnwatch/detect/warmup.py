@@ -1,9 +1,9 @@
 """Warm the JVM before the first chunk: run the job's Spark plans on a throw-away chunk.
 
 A cold Spark spends a second or more on class loading and code generation for the first query of
-each shape; chunk 1 would pay that (and every chunk behind it would wait). The job has two plans: the
-per-batch read-validate-aggregate and the once-per-run weights aggregation. Running each on synthetic
-data of the same shape moves that cost to start-up, before the job reports it is ready.
+each shape; chunk 1 would pay that (and every chunk behind it would wait). The job has one plan, the
+per-batch read-validate-aggregate (the weights are Arrow's, on the driver). Running it on synthetic data
+of the same shape moves that cost to start-up, before the job reports it is ready.
 """
 
 from __future__ import annotations
@@ -14,12 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import pyarrow as pa
-
-from txnwatch.core.landing import CANONICAL_COLUMNS, IMPORTANCE_COLUMNS, chunk_key
+from txnwatch.core.landing import CANONICAL_COLUMNS, chunk_key
 from txnwatch.detect.reader import _native_frame, chunk_deltas
 from txnwatch.detect.spark_session import is_connect, master_of, spark_remote
-from txnwatch.detect.weights import collect_weights, compute_weights
 
 log = logging.getLogger("txnwatch.detect")
 _warmed: set[int] = set()
@@ -46,7 +43,7 @@ def _local_master(spark) -> bool:
 
 def warm_up(spark, rows: int = 2_000, rounds: int | None = None) -> None:
     """Run the read plan `rounds` times (default 1, or TXNWATCH_SPARK_WARMUP; 0 = skip) on a synthetic
-    file, and the weights plan once, once per session. The first run of a plan pays for class loading
+    file, once per session. The first run of a plan pays for class loading
     and code generation whatever the data size, so a small file is enough."""
     if rounds is None:
         rounds = int(os.environ.get("TXNWATCH_SPARK_WARMUP", "1"))
@@ -60,6 +57,4 @@ def warm_up(spark, rows: int = 2_000, rounds: int | None = None) -> None:
         path.write_text(_synthetic_chunk(rows))
         for _ in range(rounds):
             chunk_deltas(_native_frame(spark, [str(path)])).toArrow()
-    imp = pa.table({c: ["C1"] if c != "weight" else ["1"] for c in IMPORTANCE_COLUMNS})
-    collect_weights(compute_weights(spark.createDataFrame(imp)))
     log.info("Spark warmed up in %.1fs", time.monotonic() - started)

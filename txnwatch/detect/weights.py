@@ -5,9 +5,11 @@ merchantId count only for that merchant; rows with an empty merchantId count for
 file may mix both: then w(c, m) uses c's rows for m together with c's merchant-less rows). A customer
 with no applicable row has no weight. Rows whose weight is not a number are ignored.
 
-Spark reads the file and reduces it to per (customer, merchant, type) sums and counts (one
-aggregation); the driver, which attaches w to the state rows it hands the rules, combines those keys
-into w(c, m) and, for merchant-less rows, w(c), with Arrow, and keeps them as sorted numpy arrays.
+The driver, which attaches w to the state rows it hands the rules, reads the file with Arrow
+(reader.read_importance), reduces it to per (customer, merchant, type) sums and counts, combines those
+into w(c, m) and, for merchant-less rows, w(c), with Arrow compute, and keeps them as sorted numpy arrays.
+No Spark job: a once-per-run file of this size costs Arrow a fraction of a second on the driver, where a
+Spark job would share the cores with the first chunks for seconds.
 """
 
 from __future__ import annotations
@@ -15,8 +17,6 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
 from txnwatch.detect.key_index import Interner, combined, pair_keys, utf8_bytes
 
@@ -95,22 +95,22 @@ def _floats(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return combined(pc.cast(col, pa.float64())).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
 
 
-def compute_weights(importance: DataFrame) -> DataFrame:
-    """Per (customer, merchant or "", type): the sum and count of valid weights (one aggregation)."""
-    return (importance
-            .select(F.col("customerId").alias("customer_id"),
-                    F.coalesce(F.col("merchantId"), F.lit("")).alias("merchant_id"),
-                    F.coalesce(F.col("transactionType"), F.lit("")).alias("t"),
-                    F.col("weight").try_cast("double").alias("weight"))
-            .filter(F.col("weight").isNotNull() & ~F.isnan("weight")
-                    & F.col("customer_id").isNotNull() & (F.col("customer_id") != ""))
-            .groupBy("customer_id", "merchant_id", "t")
-            .agg(F.sum("weight").alias("total"), F.count(F.lit(1)).alias("rows")))
+# A weight the reference (float()) would read: decimal or exponent notation, or inf, blanks around it.
+_NUMBER = r"(?i)^\s*[+-]?(\d+\.?\d*(e[+-]?\d+)?|\.\d+(e[+-]?\d+)?|inf|infinity)\s*$"
 
 
-def collect_weights(sums: DataFrame) -> Weights:
-    """w(c, m) on the driver from the per-type sums, collected once as Arrow."""
-    return weights_from_sums(sums.toArrow())
+def weights_from_importance(importance: pa.Table) -> Weights:
+    """w(c, m) from the importance file's rows (strings: customerId, merchantId, transactionType,
+    weight): rows whose weight is not a number or whose customer is empty are ignored; one Arrow
+    group-by to per (customer, merchant or "", type) sums and counts, then `weights_from_sums`."""
+    usable = pc.and_(pc.match_substring_regex(importance["weight"], _NUMBER),
+                     pc.not_equal(importance["customerId"], ""))
+    rows = importance.filter(usable)
+    weight = pc.cast(pc.utf8_trim_whitespace(rows["weight"]), pa.float64())
+    sums = pa.table({"customer_id": rows["customerId"], "merchant_id": rows["merchantId"],
+                     "t": rows["transactionType"], "weight": weight}) \
+        .group_by(["customer_id", "merchant_id", "t"]).aggregate([("weight", "sum"), ("weight", "count")])
+    return weights_from_sums(sums.rename_columns(["customer_id", "merchant_id", "t", "total", "rows"]))
 
 
 def weights_from_sums(sums: pa.Table) -> Weights:
