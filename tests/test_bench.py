@@ -40,6 +40,7 @@ def test_quick_bench_reports_every_figure(tmp_path, pg_server_url):
     assert r["backlog"]["detections"]["PatId2"] > 0 and r["backlog"]["detections"]["PatId3"] >= 3
     assert r["cost"]["chunks"] == 15 and r["memory"]["pairs_at_end"] > 0
     assert r["memory"]["pairs_in_state"] in (None, r["memory"]["pairs_at_end"])
+    assert 16 <= r["memory"]["state_bytes_per_pair"] < 1000  # two int32 codes a pair at the least
     assert r["live"]["chunks"] == 3 and r["live"]["lag_p95_s"] is not None
     restart = r["restart"]
     assert 3 <= restart["killed_after_chunk"] < 15 and restart["chunks_after_restart"] > 0

@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -461,6 +462,16 @@ def memory_figures(samples: list[tuple[float, int, int]], rows: list[tuple], pai
             "driver_rss_mb_at_end": round(own[-1] / 2**20), "jvm_rss_mb_at_end": round(jvm[-1] / 2**20)}
 
 
+def state_bytes_per_pair(log: Path) -> dict:
+    """The state's own account at the end of a run (its summary line): the bytes of its arrays per pair.
+    Exact where the RSS slope is not: freed memory (the weights' load) is reused by the growing state."""
+    found = re.findall(r"state (\d+) pairs in (\d+) bytes", log.read_text(errors="replace"))
+    if not found or not int(found[-1][0]):
+        return {"state_bytes_per_pair": None}
+    pairs, size = map(int, found[-1])
+    return {"state_bytes_per_pair": round(size / pairs, 1), "state_mb_at_end": round(size / 2**20, 1)}
+
+
 def _plot(costs: dict[str, list[tuple[int, float]]], path: Path) -> None:
     import matplotlib
 
@@ -510,6 +521,7 @@ def measure_cost(bench: Bench, data: Path, scale: Scale) -> tuple[dict, dict, li
     series = bench.per_chunk_cost(c["schema"])
     pairs = cumulative_pairs(c["landing"], c["chunks"])
     memory = {**memory_figures(c["samples"], chunk_rows(bench.db_url, c["schema"]), pairs),
+              **state_bytes_per_pair(bench.work / f"detect-backlog-{scale.name}_single.log"),
               "pairs_at_end": pairs[-1] if pairs else 0, "pairs_in_state": _pairs_in_state(bench.db_url, c["schema"]),
               "driver_peak_mb": c["detect_rss_mb"], "tree_peak_mb": c["detect_tree_rss_mb"]}
     return _summary(series), memory, series

@@ -164,7 +164,7 @@ class _Loop:
 
     def close(self) -> None:
         if self.batcher is not None:
-            self.batcher.close()
+            self.batcher.close(self.summary)
         self.link.close()
 
 
@@ -173,10 +173,10 @@ def _log_summary(s: DetectSummary) -> None:
         return "n/a" if v is None else f"{v:.3f}s"
 
     log.info("summary: %d chunks, %d rows, %d rows and %d chunks quarantined, new detections %s, %d files, "
-             "last chunk %d%s, lag p50 %s p95 %s max %s", s.chunks, s.rows, s.quarantined_rows,
-             s.quarantined_chunks, " ".join(f"{p}={v}" for p, v in s.detections.items()), s.files_written,
-             s.last_chunk, " (finished)" if s.finished else "", sec(percentile(s.lags, 0.5)),
-             sec(percentile(s.lags, 0.95)), sec(max(s.lags) if s.lags else None))
+             "last chunk %d%s, lag p50 %s p95 %s max %s, state %d pairs in %d bytes", s.chunks, s.rows,
+             s.quarantined_rows, s.quarantined_chunks, " ".join(f"{p}={v}" for p, v in s.detections.items()),
+             s.files_written, s.last_chunk, " (finished)" if s.finished else "", sec(percentile(s.lags, 0.5)),
+             sec(percentile(s.lags, 0.95)), sec(max(s.lags) if s.lags else None), s.state_pairs, s.state_bytes)
 
 
 def command(args) -> int:

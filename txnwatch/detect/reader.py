@@ -306,7 +306,8 @@ def read_importance(store: Store) -> pa.Table | None:
             return "skip"
 
         table = pacsv.read_csv(
-            source, read_options=pacsv.ReadOptions(column_names=list(IMPORTANCE_COLUMNS), skip_rows=1),
+            source, read_options=pacsv.ReadOptions(column_names=list(IMPORTANCE_COLUMNS), skip_rows=1,
+                                                   use_threads=False),
             parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=skip),
             convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in IMPORTANCE_COLUMNS},
                                                  strings_can_be_null=False, quoted_strings_can_be_null=False))

@@ -109,7 +109,8 @@ def weights_from_importance(importance: pa.Table) -> Weights:
     weight = pc.cast(pc.utf8_trim_whitespace(rows["weight"]), pa.float64())
     sums = pa.table({"customer_id": rows["customerId"], "merchant_id": rows["merchantId"],
                      "t": rows["transactionType"], "weight": weight}) \
-        .group_by(["customer_id", "merchant_id", "t"]).aggregate([("weight", "sum"), ("weight", "count")])
+        .group_by(["customer_id", "merchant_id", "t"], use_threads=False) \
+        .aggregate([("weight", "sum"), ("weight", "count")])
     return weights_from_sums(sums.rename_columns(["customer_id", "merchant_id", "t", "total", "rows"]))
 
 
@@ -129,19 +130,20 @@ def weights_from_sums(sums: pa.Table) -> Weights:
     gen = sums.filter(generic_rows)
     gen = pa.table({"customer_id": gen["customer_id"], "t": gen["t"], "g_total": gen["total"],
                     "g_rows": gen["rows"], "g_mean": pc.divide(gen["total"], gen["rows"])})
-    per_customer = gen.group_by("customer_id").aggregate([("g_mean", "sum"), ("g_mean", "count")])
+    per_customer = gen.group_by("customer_id", use_threads=False).aggregate([("g_mean", "sum"), ("g_mean", "count")])
     generic = per_customer.select(["customer_id"]).append_column(
         "w", pc.divide(per_customer["g_mean_sum"], pc.cast(per_customer["g_mean_count"], pa.float64())))
 
-    spec = sums.filter(pc.invert(generic_rows)).join(gen, keys=["customer_id", "t"], join_type="left outer")
+    spec = sums.filter(pc.invert(generic_rows)).join(gen, keys=["customer_id", "t"], join_type="left outer",
+                                                          use_threads=False)
     shared = pc.is_valid(spec["g_rows"])
     contrib = pc.if_else(shared, pc.subtract(pc.divide(pc.add(spec["total"], spec["g_total"]),
                                                        pc.add(spec["rows"], spec["g_rows"])), spec["g_mean"]),
                          pc.divide(spec["total"], spec["rows"]))
     per_pair = pa.table({"customer_id": spec["customer_id"], "merchant_id": spec["merchant_id"], "c": contrib,
                          "n": pc.cast(pc.invert(shared), pa.int64())}) \
-        .group_by(["customer_id", "merchant_id"]).aggregate([("c", "sum"), ("n", "sum")]) \
-        .join(per_customer, keys="customer_id", join_type="left outer")
+        .group_by(["customer_id", "merchant_id"], use_threads=False).aggregate([("c", "sum"), ("n", "sum")]) \
+        .join(per_customer, keys="customer_id", join_type="left outer", use_threads=False)
     w = pc.divide(pc.add(pc.coalesce(per_pair["g_mean_sum"], 0.0), per_pair["c_sum"]),
                   pc.cast(pc.add(pc.coalesce(per_pair["g_mean_count"], 0), per_pair["n_sum"]),
                           pa.float64()))
