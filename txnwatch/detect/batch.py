@@ -198,8 +198,9 @@ class Batches:
                      time.monotonic() - started, time.monotonic() - loaded)
         return self._live
 
-    def close(self, summary: DetectSummary) -> None:
-        if self._live is not None:
+    def close(self, summary: DetectSummary | None = None) -> None:
+        """Stop the weights' load; record the state's size in `summary`."""
+        if summary is not None and self._live is not None:
             summary.state_pairs, summary.state_bytes = int(self._live.pairs.size), int(self._live.nbytes)
         self._pool.shutdown(wait=False, cancel_futures=True)
 

@@ -139,7 +139,6 @@ class _Loop:
         if time.monotonic() - self.beat >= HEARTBEAT_S:
             state.heartbeat(conn, self.schema)
             self.beat = time.monotonic()
-        b.prefetch_weights()
         limit = self.max_batch_chunks
         if self.end_chunks is not None:
             limit = min(limit, self.end_chunks - self.last)
@@ -148,6 +147,9 @@ class _Loop:
             b.run(chunks, self.summary)
             self.last = chunks[-1]
             self.summary.files_written += write_pending(conn, self.schema, self.output, final=False)
+        # After the batch, not before it: X publishes the reference with chunk 1, which then goes first.
+        b.prefetch_weights()
+        if chunks:
             return "busy"
         if self.end_chunks is None:
             self.end_chunks = _read_end(self.landing)
