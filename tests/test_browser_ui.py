@@ -121,7 +121,21 @@ def wait_until_y_is_ready(page, schema: str) -> None:
     expect(view.locator("#y-status")).to_have_text("running", timeout=Y_READY_TIMEOUT_MS)
 
 
-def test_browser_ui_triggers_both_dags_and_shows_their_logs(ui, ui_page, small_dataset, tmp_path, schema):
+def trigger_to_ready_mark_s(api, pg_server_url: str, schema: str, run_id: str) -> float:
+    """Seconds from the run's creation (the Trigger click's request) to Y's readiness mark in Postgres."""
+    from datetime import datetime
+
+    from txnwatch.core.db import connect
+    from txnwatch.records.readiness import y_readiness
+
+    queued = api.dag_run(Y, run_id)["queued_at"]
+    queued = queued if isinstance(queued, datetime) else datetime.fromisoformat(str(queued))
+    with connect(pg_server_url, autocommit=True) as conn:
+        return (y_readiness(conn, schema).ready_at - queued).total_seconds()
+
+
+def test_browser_ui_triggers_both_dags_and_shows_their_logs(ui, ui_page, small_dataset, tmp_path, schema,
+                                                            pg_server_url):
     la, api = ui
     page = ui_page
     landing, output = tmp_path / "landing", tmp_path / "output"
@@ -138,7 +152,9 @@ def test_browser_ui_triggers_both_dags_and_shows_their_logs(ui, ui_page, small_d
     fill(form, y_thresholds)
     shot(page, "03_y_form")
     y_run, to_running = trigger_y_and_wait_until_running(page, form, schema, "03_y_form")
-    print(f"Trigger -> Y running on its live tab: {to_running:.1f}s")
+    # Reported, not asserted (a benchmark figure; docs/airflow.md): the browser shares the two cores.
+    print(f"Trigger -> Y's readiness mark: {trigger_to_ready_mark_s(api, pg_server_url, schema, y_run):.1f}s; "
+          f"-> `running` on its live tab: {to_running:.1f}s")
     shot(page, "04_y_ready")
     x_values = {"Transactions source": small_dataset["source"], "Customer importance source":
                 small_dataset["importance"], "Landing zone": str(landing), "Rows per chunk": 5000,
