@@ -263,3 +263,27 @@ def test_chunk_spark_cannot_read_is_quarantined(tmp_path, spark, pg_server_url, 
     with psycopg.connect(pg_server_url) as conn:
         q = conn.execute(f"SELECT chunk, reason FROM {schema}.y_quarantine").fetchall()
     assert len(q) == 1 and q[0][0] == 2 and "Spark could not read" in q[0][1]
+
+
+def test_a_customer_with_two_names_in_one_chunk_is_one_pair_with_the_greatest_name(tmp_path, spark):
+    """Spark groups by the name as well (a hash aggregation needs no string aggregate); the reader folds
+    the pair's rows back into one: counts and amounts summed, genders or-ed, the greatest name kept (a
+    blank name counts as the id, as in the reference)."""
+    from decimal import Decimal
+
+    from txnwatch.detect.reader import read_deltas
+
+    landing = open_store(str(tmp_path / "landing"))
+    header = "transactionId,customerId,customerName,merchantId,amount,transactionType,gender,timestamp\n"
+    landing.put(chunk_key(1), (header + "1,C1,Bob,M1,1.50,t,F,0\n" + "2,C1,,M1,2.25,t,M,0\n"
+                               + "3,C1,Zoe,M1,3.00,t,F,0\n" + "4,C1,Ann,M2,4.00,t,F,0\n"
+                               + "5,C1,Bob,M1,oops,t,F,0\n").encode())
+    collected, reads = read_deltas(spark, landing, [1])
+    rows = sorted(collected.to_pylist(), key=lambda r: (r["kind"], r["merchant_id"] or ""))
+    assert [r.chunk for r in reads] == [1] and not any(r.unreadable for r in reads)
+    assert [(r["kind"], r["customer_id"], r["merchant_id"], r["n"], r["s"], r["name"], r["has_f"], r["has_m"])
+            for r in rows if r["kind"] == "d"] == [
+        ("d", "C1", "M1", 3, Decimal("6.75"), "Zoe", True, True),
+        ("d", "C1", "M2", 1, Decimal("4.00"), "Ann", True, False)]
+    assert [(r["kind"], r["line"], r["reason"], r["raw"]) for r in rows if r["kind"] == "q"] == [
+        ("q", 6, "non-numeric amount", "5,C1,Bob,M1,oops,t,F,0")]

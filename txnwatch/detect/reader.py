@@ -189,14 +189,17 @@ def _delta_columns() -> tuple[list[Column], list[Column], list[Column], list[Col
                                                               for c in CANONICAL_COLUMNS]))
     parsed = [F.col("*"), F.col("amount").try_cast(AMOUNT_TYPE).alias("_amount")]
     pre = [F.col("*"), reason.alias("_reason")]
+    # Every string is a grouping key, none an aggregate: a string aggregate (max, first) has no fixed-width
+    # buffer and turns Spark's plan into two sorts and a sort-based aggregation; with fixed-width buffers
+    # only, it is one code-generated hash aggregation (a 60-chunk batch 25% faster). A rejected row is its
+    # own group (keyed by its row id), so its reason and text as keys group nothing more; the name as a key
+    # splits a pair only when its customer went by two names in one chunk (`_one_row_per_pair` folds them).
     keys = [F.col("chunk"), F.when(good, F.col("customerId")).alias("customer_id"),
             F.when(good, F.col("merchantId")).alias("merchant_id"),
-            F.when(~good, F.col(_ROW)).cast("long").alias("line")]
+            F.when(~good, F.col(_ROW)).cast("long").alias("line"), F.when(good, name).alias("name"),
+            F.col("_reason").alias("reason"), F.when(~good, raw_text).alias("raw")]
     aggs = [F.count(F.lit(1)).alias("n"), F.sum(F.when(good, amount)).cast(AMOUNT_TYPE).alias("s"),
-            F.max(name).alias("name"),
             F.max(F.col("gender") == "F").alias("has_f"), F.max(F.col("gender") == "M").alias("has_m"),
-            # A rejected row is its own group; a valid row's text is never built (null).
-            F.first("_reason").alias("reason"), F.first(F.when(~good, raw_text)).alias("raw"),
             F.min(_ROW).alias("_first")]
     out = [F.when(F.col("reason").isNull(), "d").otherwise("q").alias("kind"),
            *[F.col(c) for c in ("chunk", "customer_id", "merchant_id", "n", "s", "name", "has_f", "has_m",
@@ -209,7 +212,8 @@ def chunk_deltas(raw: DataFrame) -> DataFrame:
 
     One aggregation serves both (a rejected row is its own group, keyed by its line), so the file is
     scanned once and shuffled once. The customer's name is the greatest non-empty customerName seen
-    (the id when none): deterministic whatever order rows arrive in.
+    (the id when none): deterministic whatever order rows arrive in. A pair may come as one row per name
+    its customer went by in the chunk: `_one_row_per_pair` folds them on the driver.
     """
     parsed, pre, keys, aggs, out = _delta_columns()
     return raw.select(*parsed).select(*pre).groupBy(*keys).agg(*aggs).select(*out)
@@ -237,9 +241,33 @@ def _numbered(deltas: pa.Table, per_file: bool) -> pa.Table:
     return deltas.drop_columns(["_first"])
 
 
+_PAIR_KEY = ["chunk", "customer_id", "merchant_id"]
+_FOLD = [("n", "sum"), ("s", "sum"), ("name", "max"), ("has_f", "any"), ("has_m", "any")]
+
+
+def _one_row_per_pair(collected: pa.Table) -> pa.Table:
+    """COLLECTED with one DELTA row per (chunk, customer, merchant), as the live state expects.
+
+    Spark groups by the name too (`_delta_columns`), so a customer who went by two names in one chunk
+    comes as two rows of the pair; they are folded here, the greatest name kept. Arrow's hash aggregation
+    on the driver: ~0.3 µs a row, against the ~1 s a 60-chunk batch saves in Spark."""
+    is_delta = pc.equal(collected["kind"], "d")
+    deltas = collected.filter(is_delta)
+    folded = deltas.group_by(_PAIR_KEY, use_threads=False).aggregate(_FOLD)
+    if folded.num_rows == deltas.num_rows:
+        return collected
+    n, schema = folded.num_rows, collected.schema
+    columns = {"kind": pa.repeat(pa.scalar("d", schema.field("kind").type), n),
+               **{key: folded[key] for key in _PAIR_KEY},
+               **{column: folded[f"{column}_{how}"] for column, how in _FOLD},
+               **{column: pa.nulls(n, schema.field(column).type) for column in ("line", "reason", "raw")}}
+    merged = pa.table([columns[f.name].cast(f.type) for f in schema], schema=schema)
+    return pa.concat_tables([merged, collected.filter(pc.invert(is_delta))])
+
+
 def _collect(spark: SparkSession, paths: list[str], tables: list[pa.Table]) -> pa.Table:
     raw = _native_frame(spark, paths) if paths else spark.createDataFrame(pa.concat_tables(tables))
-    return _numbered(chunk_deltas(raw).toArrow(), per_file=bool(paths))
+    return _one_row_per_pair(_numbered(chunk_deltas(raw).toArrow(), per_file=bool(paths)))
 
 
 def read_deltas(spark: SparkSession, store: Store,
