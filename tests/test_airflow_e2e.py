@@ -5,6 +5,7 @@ runs succeed; the detections equal the reference implementation's; every process
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 
 import pytest
@@ -69,3 +70,9 @@ def test_airflow_e2e_rest_api_triggers_both_dags(airflow_local, small_dataset, p
     assert {p for p, _, _ in got} == {"PatId1", "PatId2", "PatId3"}
     for f in (tmp_path / "services").glob("*.log"):
         assert SECRET_PASSWORD not in f.read_text(errors="replace")
+
+    # The Task Execution API was built before the first task reported it was running (wait_ready).
+    access_log = (tmp_path / "services" / "api-server.log").read_text()
+    execution = re.findall(r"method=(\w+) path=(/execution/\S*)", access_log)
+    assert execution[0] == ("GET", "/execution/health")
+    assert any(m == "PATCH" and path.endswith("/run") for m, path in execution[1:])
