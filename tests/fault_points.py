@@ -68,7 +68,7 @@ def arm(point: str, action: Callable[[], None], setattr_: Callable = setattr) ->
     elif point == "before_commit":
         setattr_(state, "commit_batch", _after(state.commit_batch, action))
     elif point == "after_commit":
-        committed = lambda _self, chunks, summary: summary.last_chunk == chunks[-1]  # noqa: E731
+        committed = lambda _self, chunks, summary, **_: summary.last_chunk == chunks[-1]  # noqa: E731
         setattr_(batch.Batches, "run", _after(batch.Batches.run, action, committed))
     elif point in ("before_file", "after_file"):
         for cls in (storage.LocalStore, storage.S3Store):

@@ -287,3 +287,39 @@ def test_a_customer_with_two_names_in_one_chunk_is_one_pair_with_the_greatest_na
         ("d", "C1", "M2", 1, Decimal("4.00"), "Ann", True, False)]
     assert [(r["kind"], r["line"], r["reason"], r["raw"]) for r in rows if r["kind"] == "q"] == [
         ("q", 6, "non-numeric amount", "5,C1,Bob,M1,oops,t,F,0")]
+
+
+def test_when_behind_the_next_batch_is_read_ahead_once_and_in_order(tmp_path, spark, pg_server_url, schema,
+                                                                      monkeypatch):
+    """With chunks waiting, each batch's Spark read after the first runs on the read-ahead thread, begun
+    while the previous batch commits; every chunk is read once, the batches commit in order, and the
+    detections are the reference's."""
+    import threading
+
+    from txnwatch.detect import batch, state
+
+    rows, imp = build_rows(3_000, seed=5)
+    landing = open_store(str(tmp_path / "landing"))
+    land(landing, rows, imp, 500)  # 6 chunks, all landed before Y starts
+    events: list[tuple[str, int, str]] = []
+    real_read, real_commit = batch.read_deltas, state.commit_batch
+
+    def read(spark_, store, chunks):
+        events.append(("read", chunks[0], threading.current_thread().name))
+        return real_read(spark_, store, chunks)
+
+    def commit(conn, schema_, last_chunk, *args, **kwargs):
+        events.append(("commit", last_chunk, threading.current_thread().name))
+        return real_commit(conn, schema_, last_chunk, *args, **kwargs)
+
+    monkeypatch.setattr(batch, "read_deltas", read)
+    monkeypatch.setattr(state, "commit_batch", commit)
+    out = open_store(str(tmp_path / "out"))
+    summary = run_detect(landing.url, out.url, pg_server_url, schema, until_end=True, max_batch_chunks=2,
+                         thresholds=LOW, spark=spark)
+    assert summary.finished and summary.chunks == 6
+    reads = [(k, thread) for what, k, thread in events if what == "read"]
+    assert [k for k, _ in reads] == [1, 3, 5]
+    assert reads[0][1] == "MainThread" and all(t.startswith("txnwatch-read-ahead") for _, t in reads[1:])
+    assert [k for what, k, _ in events if what == "commit"] == [2, 4, 6]
+    assert_matches_reference(out, detect_store(landing, REFERENCE_KEY, LOW))

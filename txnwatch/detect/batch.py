@@ -2,6 +2,11 @@
 the loop). `Batch` carries the data from step to step; `Batches` runs them against the live state, which it
 loads from PostgreSQL on first use and again after a batch that did not commit (memory may then be ahead of
 what PostgreSQL holds), and keeps the weights loading in the background.
+
+When Y is behind, the next batch's Spark read runs while this one is applied and committed: the read needs
+only the landed chunks (immutable), not the state, and during the commit the JVM would otherwise be idle
+while PostgreSQL works in its own process. The batches are still applied and committed one at a time, in
+order; a read-ahead that the loop does not take (after an outage) is dropped.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -153,6 +159,8 @@ class Batches:
         self.y_start = y_start
         self._weights: Future[Weights] | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="txnwatch-weights")
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="txnwatch-read-ahead")
+        self._ahead: tuple[list[int], Future[Batch]] | None = None
         self._live: LiveState | None = None
 
     def _load_weights(self) -> Weights:
@@ -179,8 +187,10 @@ class Batches:
         return self._weights.result()
 
     def reset(self) -> None:
-        """After an outage: reload the state before the next batch, and the weights if their load failed."""
+        """After an outage: reload the state before the next batch, and the weights if their load failed;
+        drop the read-ahead (it may have failed with the outage)."""
         self._live = None
+        self._ahead = None
         if self._weights is not None and self._weights.done() and self._weights.exception() is not None:
             self._weights = None
 
@@ -203,11 +213,30 @@ class Batches:
         if summary is not None and self._live is not None:
             summary.state_pairs, summary.state_bytes = int(self._live.pairs.size), int(self._live.nbytes)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._reader.shutdown(wait=False, cancel_futures=True)
 
-    def run(self, chunks: list[int], summary: DetectSummary) -> None:
+    def read_ahead_from(self, first: int) -> list[int] | None:
+        """The chunks of the read-ahead if it starts at chunk `first` (the next batch is then those)."""
+        if self._ahead is not None and self._ahead[0][0] == first:
+            return self._ahead[0]
+        return None
+
+    def _read(self, chunks: list[int]) -> Batch:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == chunks:
+            return ahead[1].result()
+        return Batch.read(self.spark, self.landing, chunks)
+
+    def run(self, chunks: list[int], summary: DetectSummary,
+            landed_after: Callable[[int], list[int]] | None = None) -> None:
+        """Read (or take the read-ahead of), apply and commit `chunks`. `landed_after(k)` gives the chunks
+        landed after chunk k, up to a batch: their read starts now, to overlap this batch's commit."""
         conn = self.link.conn
         live = self.live()
-        batch = Batch.read(self.spark, self.landing, chunks)
+        batch = self._read(chunks)
+        following = landed_after(chunks[-1]) if landed_after is not None else []
+        if following:
+            self._ahead = (following, self._reader.submit(Batch.read, self.spark, self.landing, following))
         try:
             with conn.transaction():
                 if not state.begin_batch(conn, self.schema, chunks[0]):

@@ -139,12 +139,9 @@ class _Loop:
         if time.monotonic() - self.beat >= HEARTBEAT_S:
             state.heartbeat(conn, self.schema)
             self.beat = time.monotonic()
-        limit = self.max_batch_chunks
-        if self.end_chunks is not None:
-            limit = min(limit, self.end_chunks - self.last)
-        chunks = _probe(self.landing, self.last + 1, limit) if limit > 0 else []
+        chunks = b.read_ahead_from(self.last + 1) or self._landed_after(self.last)
         if chunks:
-            b.run(chunks, self.summary)
+            b.run(chunks, self.summary, landed_after=self._landed_after)
             self.last = chunks[-1]
             self.summary.files_written += write_pending(conn, self.schema, self.output, final=False)
         # After the batch, not before it: X publishes the reference with chunk 1, which then goes first.
@@ -163,6 +160,13 @@ class _Loop:
                 log.info("processed the last chunk (%d) that %s counts; output flushed", self.end_chunks, END_KEY)
             return "done"
         return "idle"
+
+    def _landed_after(self, last: int) -> list[int]:
+        """The next batch: the consecutive landed chunks after chunk `last`, up to the batch size and the end."""
+        limit = self.max_batch_chunks
+        if self.end_chunks is not None:
+            limit = min(limit, self.end_chunks - last)
+        return _probe(self.landing, last + 1, limit) if limit > 0 else []
 
     def close(self) -> None:
         if self.batcher is not None:
