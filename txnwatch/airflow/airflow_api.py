@@ -127,14 +127,13 @@ class AirflowAPI:
                            TaskInstanceApi(self._client).get_task_instances, dag_id, run_id)
         return reply["task_instances"]
 
-    def initialize_execution_api(self) -> float:
-        """Have the API server build its Task Execution API now; the seconds that took.
+    def initialize_execution_api(self) -> None:
+        """Have the API server build its Task Execution API now.
 
         The execution API (under /execution, where every task reports it is running) is a Cadwyn app,
         which builds its versioned routes on its first request, in the server's event loop: the first task
         to start waited for that, and every request with it (3.3 s of Trigger to Y running on two cores).
         Its health route asks for no login; any answer means the routes are built."""
-        started = time.monotonic()
         try:
             with urllib.request.urlopen(f"{self.base_url}/execution/health", timeout=self.timeout):
                 pass
@@ -142,7 +141,6 @@ class AirflowAPI:
             pass  # an answer all the same
         except CONNECTION_ERRORS as e:
             raise TxnwatchError(f"Airflow API GET /execution/health: {getattr(e, 'reason', e)}") from None
-        return time.monotonic() - started
 
     def wait_ready(self, dag_ids: list[str], timeout: float = 600.0, on_wait=None) -> None:
         """Until the scheduler, triggerer and DAG processor report healthy and the DAGs are parsed; then
