@@ -47,7 +47,8 @@ def session_airflow(home: str, server_url: str):
     from txnwatch.local.metadata_db import ensure_migrated
 
     db = f"txnwatch_af_{uuid.uuid4().hex[:10]}"
-    la = local_airflow(home=home, metadata_db=db, state_db_url=server_url, api_port=free_port())
+    la = local_airflow(home=home, metadata_db=db, state_db_url=server_url, api_port=free_port(),
+                       spark_port=free_port())
     # What the first `txnwatch airflow` command does: migrate, and register the DAG bundle (two `dags test`
     # processes that both find it missing race to insert it on a freshly migrated database).
     assert ensure_migrated(la)

@@ -37,6 +37,7 @@ def test_airflow_e2e_rest_api_triggers_both_dags(airflow_local, small_dataset, p
     try:
         api = AirflowAPI(la.api_url, ADMIN_USER, la.admin_password())
         api.wait_ready(["mechanism_x_ingest", "mechanism_y_detect"])
+        stack.wait_spark()
         ready = time.monotonic() - t0
         result = run_pipeline(api, conf_x, conf_y, y_ready_check(pg_server_url, schema), timeout=600)
         print(f"services ready in {ready:.1f}s, Y ready after {result.y_ready_s}s, both DAG runs in "

@@ -45,6 +45,7 @@ def ui(airflow_local, pg_server_url, tmp_path_factory):
     try:
         api = AirflowAPI(la.api_url, ADMIN_USER, la.admin_password())
         api.wait_ready([X, Y])
+        stack.wait_spark()
         yield la, api
     finally:
         stack.stop()
@@ -172,6 +173,8 @@ def test_browser_ui_triggers_both_dags_and_shows_their_logs(ui, ui_page, small_d
     # The Spark task's log as the UI shows it: the job's progress and summary; then the report's.
     page.goto(f"{la.api_url}/dags/{Y}/runs/{y_run}/tasks/run_detect_local")
     expect(page.get_by_text("txnwatch.detect summary", exact=False).first).to_be_visible(timeout=UI_TIMEOUT_MS)
+    # Y ran on the stack's standing Spark (warm), not on a JVM of its own.
+    expect(page.get_by_text("Spark Connect client of the standing Spark", exact=False).first).to_be_visible()
     shot(page, "08_y_task_log")
     page.goto(f"{la.api_url}/dags/{Y}/runs/{y_run}/tasks/report")
     expect(page.get_by_text("chunks processed", exact=False).first).to_be_visible(timeout=UI_TIMEOUT_MS)
@@ -205,7 +208,9 @@ def test_browser_ui_triggers_both_dags_and_shows_their_logs(ui, ui_page, small_d
     expect(start_over).to_be_checked()
     open_section(form, "Rule thresholds")
     fill(form, y_thresholds)
-    y_run, _ = trigger_y_and_wait_until_running(page, form, schema, "13_y_start_over")
+    y_run, to_running = trigger_y_and_wait_until_running(page, form, schema, "13_y_start_over")
+    print(f"start over: Trigger -> Y's readiness mark: "
+          f"{trigger_to_ready_mark_s(api, pg_server_url, schema, y_run):.1f}s; -> `running`: {to_running:.1f}s")
     assert not list(output.glob("detections_*.jsonl"))  # cleared before this run's Y started
     x_run = trigger_x(page, la, x_values, "14_x_again")
     assert wait_for_runs(api, {X: x_run, Y: y_run}) == {X: "success", Y: "success"}

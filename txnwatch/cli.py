@@ -22,6 +22,7 @@ COMMANDS = {
     "report": "txnwatch.records.report",
     "databricks": "txnwatch.databricks.deploy",
     "airflow": "txnwatch.local.airflow_home",
+    "spark-server": "txnwatch.local.spark_server",
 }
 
 
@@ -128,6 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
                                        "else /Volumes/main/txnwatch/artifacts")
     d.add_argument("--profile", help="~/.databrickscfg profile (default: the SDK's unified authentication, "
                                      "e.g. DATABRICKS_HOST and DATABRICKS_TOKEN)")
+
+    p = offer("spark-server", help="a standing, warm Spark Connect server for Y's local runs (the local "
+                                   "stack starts one; Y joins it through TXNWATCH_SPARK_REMOTE)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 in a container)")
+    p.add_argument("--port", type=_positive_int, default=15002)
+    p.add_argument("--master", default="local[2]")
+    p.add_argument("--ready-file", help="written (JSON: remote, up_s, warm_s) once the server is warm")
 
     p = offer("airflow", help="run an Airflow CLI command against the project's local Airflow",
                        add_help=False)

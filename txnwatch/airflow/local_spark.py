@@ -1,4 +1,6 @@
-"""The local runner of Mechanism Y: `spark-submit` of the same entry script Databricks runs.
+"""The local runner of Mechanism Y: the same entry script Databricks runs, as a Spark Connect client of
+the stack's standing Spark server (txnwatch.local.spark_server) when TXNWATCH_SPARK_REMOTE names one that
+answers, else with its own JVM through `spark-submit`.
 
 The database URL reaches the job through the environment (TXNWATCH_DB_URL), never argv, so it shows up
 neither in the process list nor in Airflow's logs.
@@ -18,6 +20,7 @@ from pathlib import Path
 
 from txnwatch.core.paths import DETECT_ENTRY_SCRIPT
 from txnwatch.databricks.payload import detect_parameters
+from txnwatch.detect.spark_session import deployment_conf
 
 
 def spark_submit_executable() -> str:
@@ -45,7 +48,8 @@ def spark_submit_command(landing: str, output: str, schema: str, until_end: bool
            "--conf", f"spark.pyspark.python={sys.executable}",
            "--conf", f"spark.pyspark.driver.python={sys.executable}"]
     # e.g. docker-compose: hadoop-aws for s3a, and s3a settings for MinIO.
-    packages = packages or os.environ.get("TXNWATCH_SPARK_PACKAGES")
+    conf = deployment_conf()
+    packages = packages or conf.pop("spark.jars.packages", None)
     if packages:
         cmd += ["--packages", packages]
     if master.startswith("local"):  # fast JVM start-up for a local driver (see detect/jvm_startup.py)
@@ -54,11 +58,29 @@ def spark_submit_command(landing: str, output: str, schema: str, until_end: bool
         java_options = driver_java_options()
         if java_options:
             cmd += ["--driver-java-options", java_options]
-    for item in filter(None, (x.strip() for x in os.environ.get("TXNWATCH_SPARK_CONF", "").split(","))):
-        cmd += ["--conf", item]
+    for key, value in conf.items():
+        cmd += ["--conf", f"{key}={value}"]
     cmd.append(str(entry_script))
     cmd += detect_parameters(landing, output, schema, until_end, thresholds, max_batch_chunks)
     return cmd
+
+
+def standing_spark(environ: dict[str, str] | None = None) -> str:
+    """The standing Spark Connect server to run Y on (TXNWATCH_SPARK_REMOTE), or "" when none is set or it
+    does not accept connections (then Y starts its own Spark, and the caller says so)."""
+    from txnwatch.local.spark_server import reachable
+
+    remote = (os.environ if environ is None else environ).get("TXNWATCH_SPARK_REMOTE", "").strip()
+    return remote if remote and reachable(remote) else ""
+
+
+def connect_client_command(landing: str, output: str, schema: str, until_end: bool = True,
+                           thresholds: dict | None = None, max_batch_chunks: int | None = None,
+                           entry_script: str | Path = DETECT_ENTRY_SCRIPT) -> list[str]:
+    """The entry script under this interpreter: with SPARK_REMOTE set it is a Spark Connect client, as
+    on Databricks serverless."""
+    return [sys.executable, str(entry_script),
+            *detect_parameters(landing, output, schema, until_end, thresholds, max_batch_chunks)]
 
 
 def spark_submit_env(db_url: str, extra: dict[str, str] | None = None) -> dict[str, str]:

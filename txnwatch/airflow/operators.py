@@ -1,7 +1,8 @@
 """Custom operators of txnwatch, in the package (Airflow recommends a regular package for operators).
 
 - `MechanismXProducerOperator`: Mechanism X as one long-running, high-frequency producer task.
-- `LocalSparkSubmitOperator`: Mechanism Y through a local `spark-submit` of the Databricks entry script.
+- `LocalSparkSubmitOperator`: Mechanism Y with local Spark: the Databricks entry script as a Spark Connect
+  client of the stack's standing Spark server, or through `spark-submit` when there is none.
 
 They are thin: the logic is in `txnwatch` (ingest, orchestration.*). Neither imports pyspark. The DAGs
 render templates as native objects (`render_template_as_native_obj=True`), so templated fields arrive
@@ -11,6 +12,7 @@ the DAG renders to text, which is refused with a one-line error rather than gues
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -101,7 +103,10 @@ class MechanismXProducerOperator(BaseOperator):
 
 
 class LocalSparkSubmitOperator(BaseOperator):
-    """Runs the Mechanism Y entry script with the venv's `spark-submit`, as Databricks would run it.
+    """Runs the Mechanism Y entry script with local Spark, as Databricks would run it: as a Spark Connect
+    client of the standing server TXNWATCH_SPARK_REMOTE names (the local stack's, warm: Y is ready within
+    a second or two of starting), or, when none is set or it does not answer, with the venv's
+    `spark-submit` (a JVM of its own, several seconds to start).
 
     The database URL goes to the job in the TXNWATCH_DB_URL environment variable (never argv); S3
     credentials of the AWS connection likewise. Spark's output becomes the task log, one timestamp per
@@ -134,9 +139,11 @@ class LocalSparkSubmitOperator(BaseOperator):
         from txnwatch.airflow.connections import aws_env, uses_s3
         from txnwatch.airflow.local_spark import (
             SparkSubmitProcess,
+            connect_client_command,
             log_spark_line,
             spark_submit_command,
             spark_submit_env,
+            standing_spark,
         )
         from txnwatch.airflow.settings import REPO_ROOT
         from txnwatch.airflow.tasks import prepare_replay
@@ -151,13 +158,22 @@ class LocalSparkSubmitOperator(BaseOperator):
         extra_env: dict[str, str] = {}
         if uses_s3(self.landing, self.output_location):
             extra_env = aws_env(self.aws_conn_id)
-        cmd = spark_submit_command(self.landing, self.output_location, self.schema, until_end, thresholds)
+        job = (self.landing, self.output_location, self.schema, until_end, thresholds)
+        remote = standing_spark()
+        if remote:
+            cmd, extra_env["SPARK_REMOTE"] = connect_client_command(*job), remote
+            self.log.info("Y as a Spark Connect client of the standing Spark at %s: %s", remote, " ".join(cmd))
+        else:
+            if os.environ.get("TXNWATCH_SPARK_REMOTE"):
+                self.log.warning("The standing Spark at %s does not answer: Y starts its own with spark-submit",
+                                 os.environ["TXNWATCH_SPARK_REMOTE"])
+            cmd = spark_submit_command(*job)
+            self.log.info("spark-submit: %s", " ".join(cmd))
         env = spark_submit_env(db_url_for(self.postgres_conn_id), extra_env)
-        self.log.info("spark-submit: %s", " ".join(cmd))
         self._process = SparkSubmitProcess(cmd, env, cwd=REPO_ROOT)
         code = self._process.run(lambda line: log_spark_line(self.log, line))
         if code != 0:
-            raise RuntimeError(f"spark-submit exited with code {code}")
+            raise RuntimeError(f"the detection job exited with code {code}")
         return code
 
     def on_kill(self) -> None:

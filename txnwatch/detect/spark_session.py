@@ -45,6 +45,19 @@ LOCAL_TUNING_CONF = {
 }
 
 
+def deployment_conf(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Settings a deployment adds to a Spark this process starts (e.g. docker-compose: hadoop-aws and s3a
+    for MinIO): TXNWATCH_SPARK_PACKAGES (Maven coordinates) and TXNWATCH_SPARK_CONF (`k=v,k=v`)."""
+    environ = os.environ if environ is None else environ
+    conf = {}
+    if environ.get("TXNWATCH_SPARK_PACKAGES", "").strip():
+        conf["spark.jars.packages"] = environ["TXNWATCH_SPARK_PACKAGES"].strip()
+    for item in filter(None, (x.strip() for x in environ.get("TXNWATCH_SPARK_CONF", "").split(","))):
+        key, _, value = item.partition("=")
+        conf[key.strip()] = value.strip()
+    return conf
+
+
 def _process_conf(master: str) -> dict[str, str]:
     conf = {
         "spark.default.parallelism": "2",
@@ -91,7 +104,7 @@ def get_spark(app_name: str = "txnwatch-detect", master: str | None = None):
                  if is_connect(spark) else "classic driver")
         return spark
     if remote:
-        spark = _connect_session(app_name, remote)
+        spark = connect_session(app_name, remote)
     else:
         spark = _classic_session(SparkSession, app_name, master)
     _apply(spark, TUNING_CONF)
@@ -102,7 +115,7 @@ def get_spark(app_name: str = "txnwatch-detect", master: str | None = None):
     return spark
 
 
-def _connect_session(app_name: str, remote: str):
+def connect_session(app_name: str, remote: str):
     """A Spark Connect client. A master cannot be set on it (CANNOT_CONFIGURE_SPARK_CONNECT_MASTER)."""
     try:
         from pyspark.sql.connect.session import SparkSession as ConnectSession
@@ -111,7 +124,7 @@ def _connect_session(app_name: str, remote: str):
                             f"dependencies are missing ({first_line(e)}): install pyspark[connect]") from None
 
     if remote.startswith("local"):
-        remote = _start_local_connect_server(remote, app_name)
+        remote = start_connect_server(remote, app_name)
     # The Connect builder itself: pyspark's generic one refuses a client beside this process's own
     # (server-side) context.
     spark = ConnectSession.builder.remote(remote).appName(app_name).getOrCreate()
@@ -122,19 +135,20 @@ def _connect_session(app_name: str, remote: str):
     return spark
 
 
-def _start_local_connect_server(master: str, app_name: str) -> str:
-    """Start a Spark Connect server in this process's JVM on an ephemeral loopback port; its address.
+def start_connect_server(master: str, app_name: str, host: str = "127.0.0.1", port: int = 0) -> str:
+    """Start a Spark Connect server in this process's JVM; its address (`sc://127.0.0.1:port`).
 
-    pyspark's own `SPARK_REMOTE=local[N]` serves on the fixed port 15002, so a second local job on the
-    machine (or a job beside the test suite) cannot start. The server is the same plugin pyspark uses.
+    By default on an ephemeral loopback port: pyspark's own `SPARK_REMOTE=local[N]` serves on the fixed
+    port 15002, so a second local job on the machine (or a job beside the test suite) could not start.
+    The server is the same plugin pyspark uses. `host` is the address it binds (0.0.0.0 in a container).
     """
     from pyspark import SparkConf, SparkContext
 
     ensure_java()
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    conf = {**_process_conf(master), "spark.master": master, "spark.app.name": app_name,
+    conf = {**_process_conf(master), **deployment_conf(), "spark.master": master, "spark.app.name": app_name,
             "spark.plugins": "org.apache.spark.sql.connect.SparkConnectPlugin",
-            "spark.connect.grpc.binding.address": "127.0.0.1", "spark.connect.grpc.binding.port": "0"}
+            "spark.connect.grpc.binding.address": host, "spark.connect.grpc.binding.port": str(port)}
     # Else pyspark would refuse this (server-side) context as a client's; a parent job's Connect mode may
     # also come in the environment.
     saved = {k: os.environ.pop(k) for k in ("SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED") if k in os.environ}

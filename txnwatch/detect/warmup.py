@@ -50,6 +50,12 @@ def warm_up(spark, rows: int = 2_000, rounds: int | None = None) -> None:
     if id(spark) in _warmed or rounds <= 0 or not _local_master(spark):
         return
     _warmed.add(id(spark))
+    run_read_plan(spark, rows, rounds)
+
+
+def run_read_plan(spark, rows: int = 2_000, rounds: int = 1) -> float:
+    """Run the job's read plan `rounds` times on a synthetic chunk in a local temp folder (which the
+    session's Spark must be able to read); the seconds it took."""
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="txnwatch-warmup-") as tmp:
         path = Path(tmp) / chunk_key(1)
@@ -57,4 +63,6 @@ def warm_up(spark, rows: int = 2_000, rounds: int | None = None) -> None:
         path.write_text(_synthetic_chunk(rows))
         for _ in range(rounds):
             chunk_deltas(_native_frame(spark, [str(path)])).toArrow()
-    log.info("Spark warmed up in %.1fs", time.monotonic() - started)
+    seconds = time.monotonic() - started
+    log.info("Spark warmed up in %.1fs", seconds)
+    return seconds

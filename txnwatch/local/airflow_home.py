@@ -8,6 +8,9 @@
   except before commands that need none or manage it themselves (`db ...`, `version`, `config`).
 - LocalExecutor with modest parallelism; the simple auth manager with one admin user whose generated
   password is kept in `<AIRFLOW_HOME>/passwords.json` (mode 600), never in code.
+- Y's standing Spark: the stack (`make airflow-up`, `make demo`) starts a warm Spark Connect server on
+  127.0.0.1:15002 (TXNWATCH_SPARK_PORT moves it), and TXNWATCH_SPARK_REMOTE tells Y's local runner to
+  join it (`txnwatch.local.spark_server`).
 - Connections `postgres_default` and `aws_default` come from AIRFLOW_CONN_* variables pointing at the
   local Postgres and object store (S3 endpoint/credentials from the usual AWS_* variables, if any);
   variables already set in the environment win.
@@ -27,6 +30,7 @@ from txnwatch.core.paths import REPO_ROOT, local_dir
 
 ADMIN_USER = "admin"
 DEFAULT_API_PORT = 8080
+DEFAULT_SPARK_PORT = 15002
 
 
 @dataclass(frozen=True)
@@ -36,10 +40,15 @@ class LocalAirflow:
     state_db_url: str  # libpq URL of txnwatch's state database (postgres_default)
     api_port: int
     env: dict[str, str]
+    spark_port: int = DEFAULT_SPARK_PORT  # the stack's standing Spark Connect server
 
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def spark_remote(self) -> str:
+        return f"sc://127.0.0.1:{self.spark_port}"
 
     @property
     def password_file(self) -> Path:
@@ -138,7 +147,7 @@ def _aws_conn_json(environ: dict[str, str]) -> str:
     return json.dumps(conn)
 
 
-def local_airflow(home: str | Path | None = None, api_port: int | None = None,
+def local_airflow(home: str | Path | None = None, api_port: int | None = None, spark_port: int | None = None,
                   metadata_db: str | None = None, state_db_url: str | None = None,
                   environ: dict[str, str] | None = None, create: bool = True) -> LocalAirflow:
     """The local Airflow configuration; with `create`, its folders, secrets and metadata database."""
@@ -148,6 +157,7 @@ def local_airflow(home: str | Path | None = None, api_port: int | None = None,
     local = Path(base["TXNWATCH_LOCAL_DIR"]).expanduser() if base.get("TXNWATCH_LOCAL_DIR") else local_dir(False)
     home = Path(home or base.get("TXNWATCH_AIRFLOW_HOME") or local / "airflow").resolve()
     api_port = int(api_port or base.get("TXNWATCH_AIRFLOW_PORT") or DEFAULT_API_PORT)
+    spark_port = int(spark_port or base.get("TXNWATCH_SPARK_PORT") or DEFAULT_SPARK_PORT)
     metadata_db = metadata_db or base.get("TXNWATCH_AIRFLOW_DB") or "txnwatch_airflow"
     state_url = state_db_url or resolve_db_url(base.get("TXNWATCH_DB_URL"))
     server = urlparse(state_url)
@@ -195,13 +205,14 @@ def local_airflow(home: str | Path | None = None, api_port: int | None = None,
         "AIRFLOW__LOGGING__LOGGING_LEVEL": base.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"),
         "SPARK_LOCAL_IP": base.get("SPARK_LOCAL_IP", "127.0.0.1"),
         "TXNWATCH_DB_URL": state_url,
+        "TXNWATCH_SPARK_REMOTE": f"sc://127.0.0.1:{spark_port}",
     })
     env.setdefault("AIRFLOW_CONN_POSTGRES_DEFAULT", _postgres_conn_json(state_url))
     env.setdefault("AIRFLOW_CONN_AWS_DEFAULT", _aws_conn_json(base))
     # The venv's bin first, so Airflow's task processes find `txnwatch`, `spark-submit`, `airflow`.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{base.get('PATH', '')}"
     return LocalAirflow(home=home, metadata_url=metadata_url, state_db_url=state_url, api_port=api_port,
-                        env=env)
+                        env=env, spark_port=spark_port)
 
 
 # Commands that need no metadata database (or manage it themselves): no migration before them.

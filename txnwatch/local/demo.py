@@ -1,8 +1,9 @@
 """`make demo`: the whole pipeline through Airflow, as a user would run it from the UI.
 
 1. Generates the BankSim-shaped data set if absent (full size; TXNWATCH_DEMO_ROWS shrinks it).
-2. Brings up Airflow locally (API server, scheduler, DAG processor, triggerer) in one process group,
-   with its metadata in PostgreSQL (`txnwatch airflow`'s configuration).
+2. Brings up Y's standing Spark (a warm Spark Connect server) and Airflow locally (API server, scheduler,
+   DAG processor, triggerer) in one process group, with Airflow's metadata in PostgreSQL (`txnwatch
+   airflow`'s configuration).
 3. Triggers `mechanism_y_detect` through the REST API v2 (as the UI's trigger form does), waits until Y
    records its readiness mark in Postgres (`y_checkpoint.ready_at` of this run: Spark is warm), then
    triggers `mechanism_x_ingest`, shows progress, waits for both runs.
@@ -11,7 +12,8 @@
 
 Environment: TXNWATCH_DEMO_ROWS (default 594,643), TXNWATCH_DEMO_INTERVAL (default 1.0 s),
 TXNWATCH_DEMO_ROWS_PER_CHUNK (default 10,000), TXNWATCH_DEMO_SCHEMA (default txnwatch_demo),
-TXNWATCH_AIRFLOW_PORT (default 8080, else a free port).
+TXNWATCH_AIRFLOW_PORT (default 8080, else a free port), TXNWATCH_SPARK_PORT (Y's standing Spark, default
+15002, else a free port).
 """
 
 from __future__ import annotations
@@ -35,15 +37,6 @@ TERMINAL = ("success", "failed")
 
 def _say(msg: str) -> None:
     print(f"[demo {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
 
 
 def _free_port() -> int:
@@ -176,8 +169,8 @@ def _demo() -> int:
     from txnwatch.core.db import connect
     from txnwatch.core.paths import local_dir
     from txnwatch.generate import demo_data_dir, ensure_demo_data
-    from txnwatch.local.airflow_home import ADMIN_USER, local_airflow
-    from txnwatch.local.stack import AirflowStack, StopRequested
+    from txnwatch.local.airflow_home import ADMIN_USER, DEFAULT_SPARK_PORT, local_airflow
+    from txnwatch.local.stack import AirflowStack, StopRequested, port_free
     from txnwatch.records.summary import format_summary
 
     rows = int(os.environ.get("TXNWATCH_DEMO_ROWS", FULL_ROWS))
@@ -185,17 +178,22 @@ def _demo() -> int:
     rows_per_chunk = int(os.environ.get("TXNWATCH_DEMO_ROWS_PER_CHUNK", "10000"))
     schema = os.environ.get("TXNWATCH_DEMO_SCHEMA", DEMO_SCHEMA)
     port = int(os.environ.get("TXNWATCH_AIRFLOW_PORT", "8080"))
-    if not _port_free(port):
+    if not port_free(port):
         new = _free_port()
         _say(f"port {port} is busy: the Airflow API server uses {new}")
         port = new
+    spark_port = int(os.environ.get("TXNWATCH_SPARK_PORT", DEFAULT_SPARK_PORT))
+    if not port_free(spark_port):
+        new = _free_port()
+        _say(f"port {spark_port} is busy: Y's standing Spark uses {new}")
+        spark_port = new
 
     t_start = time.monotonic()
     data_dir = demo_data_dir(rows)
     tx, imp, generated = ensure_demo_data(data_dir, rows, say=_say)
     if not generated:
         _say(f"using the data set in {data_dir}")
-    la = local_airflow(api_port=port)
+    la = local_airflow(api_port=port, spark_port=spark_port)
     demo_dir = local_dir() / "demo"
     landing, output, plot = demo_dir / "landing", demo_dir / "output", demo_dir / "report.png"
     _reset(la.state_db_url, schema, landing, output)
@@ -214,12 +212,15 @@ def _demo() -> int:
 
     stack = AirflowStack(la, la.home / "logs" / "services")
     stack.migrate(say=_say)
-    _say(f"starting Airflow (api-server, scheduler, dag-processor, triggerer); logs in {stack.log_dir}")
+    _say(f"starting Y's standing Spark and Airflow (api-server, scheduler, dag-processor, triggerer); "
+         f"logs in {stack.log_dir}")
     code = 1
     try:
         stack.start()
         api = AirflowAPI(la.api_url, ADMIN_USER, la.admin_password())
         api.wait_ready([X_DAG_ID, Y_DAG_ID])
+        spark = stack.wait_spark()
+        _say(f"Y's standing Spark is warm at {spark['remote']} (up in {spark['up_s']:.1f}s)")
         _say(f"Airflow is up at {la.api_url}: triggering {Y_DAG_ID} (consumer first) through the REST API")
         _say(live_view_line(la.api_url, ADMIN_USER, la.password_file))
         last = [0.0]

@@ -1,12 +1,16 @@
-"""The local Airflow services (API server, scheduler, DAG processor, triggerer) as one process group,
+"""The local stack as one process group: Y's standing Spark (a warm Spark Connect server,
+txnwatch.local.spark_server) and the Airflow services (API server, scheduler, DAG processor, triggerer);
 and the signal handling that stops that group whichever way its owner is told to stop."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
+import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,14 +18,20 @@ from pathlib import Path
 from txnwatch.local.airflow_home import LocalAirflow
 
 SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
+SPARK_SERVER = "spark-server"
 
 
 class AirflowStack:
-    def __init__(self, la: LocalAirflow, log_dir: Path) -> None:
+    def __init__(self, la: LocalAirflow, log_dir: Path, spark: bool = True) -> None:
         self.la = la
         self.log_dir = Path(log_dir)
+        self.spark = spark  # start Y's standing Spark with the services
         self.procs: dict[str, subprocess.Popen] = {}
         self.pgid: int | None = None
+
+    @property
+    def spark_ready_file(self) -> Path:
+        return self.log_dir / f"{SPARK_SERVER}.ready.json"
 
     def migrate(self, say=None) -> bool:
         """Migrate the metadata database if it needs it (once, under a lock); True if it did."""
@@ -33,18 +43,49 @@ class AirflowStack:
         """Start every service in one new process group (the first service leads it).
 
         The group is apart from the caller's, so the caller survives `killpg` and a terminal's Ctrl-C
-        reaches the caller only, which then stops the group cleanly.
+        reaches the caller only, which then stops the group cleanly. The Spark server starts first: its
+        JVM and warm-up take longest, and overlap the Airflow services' start.
         """
+        from txnwatch.core.errors import TxnwatchError
+
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        if self.spark:
+            if not port_free(self.la.spark_port):
+                raise TxnwatchError(f"port {self.la.spark_port} (Y's standing Spark) is in use, by another stack "
+                                    "or a Spark Connect server: stop it, or set TXNWATCH_SPARK_PORT")
+            self.spark_ready_file.unlink(missing_ok=True)
+            self._spawn(SPARK_SERVER, [sys.executable, "-m", "txnwatch", "spark-server",
+                                       "--port", str(self.la.spark_port),
+                                       "--ready-file", str(self.spark_ready_file)])
         for name in SERVICES:
-            log = open(self.log_dir / f"{name}.log", "ab")
-            kwargs = {"process_group": 0 if self.pgid is None else self.pgid}
-            proc = subprocess.Popen([self.la.airflow_executable(), name], env=self.la.env, stdout=log,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, **kwargs)
-            log.close()
-            if self.pgid is None:
-                self.pgid = proc.pid
-            self.procs[name] = proc
+            self._spawn(name, [self.la.airflow_executable(), name])
+
+    def _spawn(self, name: str, cmd: list[str]) -> None:
+        log = open(self.log_dir / f"{name}.log", "ab")
+        kwargs = {"process_group": 0 if self.pgid is None else self.pgid}
+        proc = subprocess.Popen(cmd, env=self.la.env, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, **kwargs)
+        log.close()
+        if self.pgid is None:
+            self.pgid = proc.pid
+        self.procs[name] = proc
+
+    def wait_spark(self, timeout: float = 300.0) -> dict:
+        """Wait until the standing Spark is warm; what its ready file says (address, seconds to warm)."""
+        from txnwatch.core.errors import TxnwatchError
+
+        if not self.spark:
+            return {}
+        deadline = time.monotonic() + timeout
+        while not self.spark_ready_file.exists():
+            proc = self.procs.get(SPARK_SERVER)
+            if proc is None or proc.poll() is not None:
+                raise TxnwatchError(f"Y's standing Spark server stopped (see {self.log_dir / SPARK_SERVER}.log)")
+            if time.monotonic() > deadline:
+                raise TxnwatchError(f"Y's standing Spark server not warm after {timeout:.0f}s "
+                                    f"(see {self.log_dir / SPARK_SERVER}.log)")
+            time.sleep(0.2)
+        return json.loads(self.spark_ready_file.read_text())
 
     def dead(self) -> list[str]:
         return [n for n, p in self.procs.items() if p.poll() is not None]
@@ -137,6 +178,16 @@ def exit_code(stop: StopRequested) -> int:
     return 128 + stop.signum
 
 
+def port_free(port: int) -> bool:
+    """Whether nothing listens on `port` of the loopback address (this process could bind it)."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -168,8 +219,10 @@ def main() -> int:
         try:
             stack.start()
             AirflowAPI(la.api_url, ADMIN_USER, la.admin_password()).wait_ready([X_DAG_ID, Y_DAG_ID])
+            spark = stack.wait_spark()
             print(f"Airflow UI: {la.api_url}  user {ADMIN_USER}, password in {la.password_file}\n"
-                  f"service logs: {stack.log_dir}\nCtrl-C (or SIGTERM, SIGHUP) stops every Airflow process.",
+                  f"Y's standing Spark: {spark['remote']} (warm)\n"
+                  f"service logs: {stack.log_dir}\nCtrl-C (or SIGTERM, SIGHUP) stops every process of the stack.",
                   flush=True)
             while not stack.dead():
                 time.sleep(1)

@@ -1,0 +1,105 @@
+"""The stack's standing Spark: a Spark Connect server, up and warm before anyone presses Trigger.
+
+Databricks serverless runs Y as a Spark Connect client of a Spark that is already running
+(https://docs.databricks.com/aws/en/spark/connect-vs-classic). Locally, a `spark-submit` per run starts a
+JVM per run, and that start (JVM, SparkContext, the first plan's class loading and code generation) was
+most of the time from Trigger to Y's readiness mark. `make airflow-up`, `make demo` and docker-compose
+start this server with the Airflow services; the local runner then runs Y as a Connect client of it
+(TXNWATCH_SPARK_REMOTE), and falls back to `spark-submit` when it is not reachable.
+
+The server is Spark's own Connect plugin in a local-mode driver (`spark_session.start_connect_server`).
+Once it listens, it runs Y's read plan once through a Connect session of its own (warm-up), so the
+first Y run finds the planner and the generated code warm; then it writes its ready file and serves
+until SIGTERM, SIGINT or SIGHUP. Y's sessions are the server's clients: their settings and temporary
+views are per session, and a client that dies leaves nothing behind but an idle session, which the
+server expires.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+log = logging.getLogger("txnwatch.spark_server")
+
+DEFAULT_PORT = 15002  # Spark Connect's own default
+APP_NAME = "txnwatch-spark-server"
+
+
+def remote_address(remote: str) -> tuple[str, int]:
+    """(host, port) of an `sc://host:port[/;params]` address; the port defaults to Spark Connect's."""
+    parsed = urlparse(remote.split(";")[0])
+    if parsed.scheme != "sc" or not parsed.hostname:
+        raise ValueError(f"not a Spark Connect address (sc://host:port): {remote.split(';')[0]!r}")
+    return parsed.hostname, parsed.port or DEFAULT_PORT
+
+
+def reachable(remote: str, timeout: float = 1.0) -> bool:
+    """Whether something accepts TCP connections at the Spark Connect address `remote`."""
+    try:
+        host, port = remote_address(remote)
+    except ValueError:
+        return False
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _write_ready(path: Path, info: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(info))
+    os.replace(tmp, path)
+
+
+def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, master: str = "local[2]",
+          ready_file: Path | None = None, stop: threading.Event | None = None) -> int:
+    """Start the server, warm it, write `ready_file` ({"remote", "warm_s"}), serve until `stop` is set."""
+    from txnwatch.detect.spark_session import LOCAL_TUNING_CONF, TUNING_CONF, connect_session, start_connect_server
+    from txnwatch.detect.warmup import run_read_plan
+
+    stop = stop or threading.Event()
+    started = time.monotonic()
+    if ready_file is not None:
+        ready_file.unlink(missing_ok=True)  # a stale file must not announce a server that is not up
+    remote = start_connect_server(master, APP_NAME, host=host, port=port)
+    client = connect_session(APP_NAME + "-warmup", remote)
+    for key, value in {**TUNING_CONF, **LOCAL_TUNING_CONF}.items():
+        client.conf.set(key, value)
+    warm_s = run_read_plan(client)
+    client.stop()
+    info = {"remote": remote, "up_s": round(time.monotonic() - started, 2), "warm_s": round(warm_s, 2)}
+    if ready_file is not None:
+        _write_ready(ready_file, info)
+    log.info("Spark Connect server ready at %s (master %s), up in %.1fs", remote, master, info["up_s"])
+    try:
+        stop.wait()
+    finally:
+        log.info("Spark Connect server stopping")
+        from pyspark import SparkContext
+
+        if SparkContext._active_spark_context is not None:
+            SparkContext._active_spark_context.stop()
+    return 0
+
+
+def command(args) -> int:
+    """`txnwatch spark-server`: serve in the foreground until SIGTERM, SIGINT or SIGHUP."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda *_: stop.set())
+    ready_file = Path(args.ready_file) if args.ready_file else None
+    try:
+        return serve(args.host, args.port, args.master, ready_file, stop)
+    finally:
+        if ready_file is not None:
+            ready_file.unlink(missing_ok=True)
