@@ -34,6 +34,18 @@ def test_compose_services(compose):
     assert services["airflow-init"]["environment"]["_AIRFLOW_DB_MIGRATE"] == "true"
 
 
+def test_compose_runs_y_on_a_standing_spark_the_airflow_services_can_reach(compose):
+    services = compose["services"]
+    server = services["spark-connect"]
+    assert server["image"] == services["airflow-scheduler"]["image"]
+    assert server["command"].startswith("python -m txnwatch spark-server --host 0.0.0.0 --port 15002 ")
+    ready_file = server["command"].split("--ready-file ", 1)[1]
+    assert server["healthcheck"]["test"] == ["CMD", "test", "-f", ready_file]
+    assert services["airflow-scheduler"]["environment"]["TXNWATCH_SPARK_REMOTE"] == "sc://spark-connect:15002"
+    # It reads what the workers land: the same mounts.
+    assert server["volumes"] == services["airflow-scheduler"]["volumes"]
+
+
 def test_compose_healthchecks_and_dependencies(compose):
     services = compose["services"]
     for name in AIRFLOW_SERVICES - {"airflow-init"} | {"postgres", "minio"}:
