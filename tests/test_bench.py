@@ -24,17 +24,22 @@ def _drop_schemas(db_url: str, prefix: str) -> None:
 
 
 @pytest.mark.slow
-def test_quick_bench_reports_every_figure(tmp_path, pg_server_url):
+@pytest.mark.parametrize("spark", ["per run", "standing"])
+def test_quick_bench_reports_every_figure(tmp_path, pg_server_url, spark):
+    """Y with a Spark of its own per run (spark-submit, the CLI), and as the stack runs it: a Connect
+    client of a standing server."""
     prefix = f"tb{os.getpid()}"
     env = {**os.environ, "TXNWATCH_DB_URL": pg_server_url, "SPARK_LOCAL_IP": "127.0.0.1"}
     cmd = [sys.executable, "-m", "tools.bench", "--quick", "--scales", "100", "--work", str(tmp_path),
-           "--schema-prefix", prefix]
+           "--schema-prefix", prefix, *(["--standing-spark"] if spark == "standing" else [])]
     try:
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
     finally:
         _drop_schemas(pg_server_url, prefix)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    r = json.loads((tmp_path / "results.json").read_text())["scales"]["100x"]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["spark"] == spark and (spark == "standing") == ("spark_server_up_s" in results)
+    r = results["scales"]["100x"]
     assert (r["customers"], r["steps"], r["backlog"]["chunks"]) == (10_400, 3, 15)
     assert r["ready_s"] > 0 and r["backlog"]["reference_s"] > 0
     assert r["backlog"]["detections"]["PatId2"] > 0 and r["backlog"]["detections"]["PatId3"] >= 3
@@ -47,5 +52,7 @@ def test_quick_bench_reports_every_figure(tmp_path, pg_server_url):
     assert restart["relaunch_ready_s"] > 0 and restart["first_batch_cost_s"] > 0
     for run in ("backlog", "live", "restart"):
         assert r[run]["matches_reference"] is True, run
+        log = (tmp_path / f"detect-{run}-100x.log").read_text()
+        assert ("Spark Connect client of sc://" in log) == (spark == "standing"), run
     assert "| restart.caught_up_s |" in proc.stdout
     assert (tmp_path / "per_chunk_cost.png").stat().st_size > 0
