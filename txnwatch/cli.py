@@ -136,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=_positive_int, default=15002)
     p.add_argument("--master", default="local[2]")
     p.add_argument("--ready-file", help="written (JSON: remote, up_s, warm_s) once the server is warm")
+    p.add_argument("--warm-up-rounds", type=int, default=8,
+                   help="runs of Y's read plan on a synthetic 10,000-row chunk before the server says it is ready")
 
     p = offer("airflow", help="run an Airflow CLI command against the project's local Airflow",
                        add_help=False)

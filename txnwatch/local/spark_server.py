@@ -31,6 +31,11 @@ log = logging.getLogger("txnwatch.spark_server")
 
 DEFAULT_PORT = 15002  # Spark Connect's own default
 APP_NAME = "txnwatch-spark-server"
+# A standing server warms once per lifetime, not per run, and while Airflow's services start: so it runs
+# the read plan until the JIT has compiled it for a real chunk's volume, not just until it is loaded
+# (a per-run Spark stops after one small round: that round is on every run's start-up).
+WARM_UP_ROUNDS = 8
+WARM_UP_ROWS = 10_000
 
 
 def remote_address(remote: str) -> tuple[str, int]:
@@ -62,8 +67,9 @@ def _write_ready(path: Path, info: dict) -> None:
 
 
 def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, master: str = "local[2]",
-          ready_file: Path | None = None, stop: threading.Event | None = None) -> int:
-    """Start the server, warm it, write `ready_file` ({"remote", "warm_s"}), serve until `stop` is set."""
+          ready_file: Path | None = None, stop: threading.Event | None = None,
+          warm_up_rounds: int = WARM_UP_ROUNDS) -> int:
+    """Start the server, warm it, write `ready_file` ({"remote", "up_s", "warm_s"}), serve until `stop`."""
     from txnwatch.detect.spark_session import LOCAL_TUNING_CONF, TUNING_CONF, connect_session, start_connect_server
     from txnwatch.detect.warmup import run_read_plan
 
@@ -75,7 +81,7 @@ def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, master: str = "loca
     client = connect_session(APP_NAME + "-warmup", remote)
     for key, value in {**TUNING_CONF, **LOCAL_TUNING_CONF}.items():
         client.conf.set(key, value)
-    warm_s = run_read_plan(client)
+    warm_s = run_read_plan(client, rows=WARM_UP_ROWS, rounds=warm_up_rounds)
     client.stop()
     info = {"remote": remote, "up_s": round(time.monotonic() - started, 2), "warm_s": round(warm_s, 2)}
     if ready_file is not None:
@@ -99,7 +105,7 @@ def command(args) -> int:
         signal.signal(sig, lambda *_: stop.set())
     ready_file = Path(args.ready_file) if args.ready_file else None
     try:
-        return serve(args.host, args.port, args.master, ready_file, stop)
+        return serve(args.host, args.port, args.master, ready_file, stop, args.warm_up_rounds)
     finally:
         if ready_file is not None:
             ready_file.unlink(missing_ok=True)
