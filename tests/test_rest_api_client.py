@@ -55,3 +55,27 @@ def test_no_server_is_unhealthy_and_a_write_fails_at_once_in_one_line():
     assert api.healthy() is None
     with pytest.raises(TxnwatchError, match=r"^Airflow API POST /auth/token: .*[Cc]onnection refused"):
         api.trigger(Y_DAG_ID, {})
+
+
+def test_a_run_queued_behind_a_run_left_running_is_told_which_one(api_server, airflow_local, schema):
+    """A stack killed mid-run leaves its Y run `running` in the metadata database: the demo's next run
+    queues behind it (one run at a time), and `queued_behind` names it instead of a silent wait."""
+    import psycopg
+
+    from txnwatch.local.demo import queued_behind
+
+    api = client(api_server)
+    left, waiting = (api.trigger(Y_DAG_ID, {"schema": schema})["dag_run_id"] for _ in range(2))
+    metadata = airflow_local.metadata_url.replace("postgresql+psycopg2://", "postgresql://", 1)
+    try:
+        # Both queued: the first holds no slot (other tests' runs on this shared server may be named).
+        assert left not in (queued_behind(api, Y_DAG_ID, waiting) or "")
+        with psycopg.connect(metadata, autocommit=True) as conn:  # what a killed stack leaves behind
+            conn.execute("UPDATE dag_run SET state = 'running' WHERE dag_id = %s AND run_id = %s", (Y_DAG_ID, left))
+        note = queued_behind(api, Y_DAG_ID, waiting)
+        assert note is not None and left in note and "mark it failed" in note
+    finally:  # no scheduler runs here, but later tests' schedulers would pick the runs up
+        with psycopg.connect(metadata, autocommit=True) as conn:  # a running run cannot be deleted (409)
+            conn.execute("UPDATE dag_run SET state = 'failed' WHERE dag_id = %s AND run_id = %s", (Y_DAG_ID, left))
+        for run_id in (left, waiting):
+            api.delete_dag_run(Y_DAG_ID, run_id)

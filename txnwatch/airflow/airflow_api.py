@@ -112,10 +112,10 @@ class AirflowAPI:
     def dag_run(self, dag_id: str, run_id: str) -> dict:
         return self._call(f"get run {run_id} of {dag_id}", DagRunApi(self._client).get_dag_run, dag_id, run_id)
 
-    def dag_runs(self, dag_id: str) -> list[str]:
-        """The run ids of a DAG, oldest first."""
+    def dag_runs(self, dag_id: str, state: str | None = None) -> list[str]:
+        """The run ids of a DAG (in `state`, when given), oldest first."""
         reply = self._call(f"list runs of {dag_id}", DagRunApi(self._client).get_dag_runs, dag_id,
-                           order_by=["run_after"], limit=100)
+                           order_by=["run_after"], limit=100, **({"state": [state]} if state else {}))
         return [r["dag_run_id"] for r in reply["dag_runs"]]
 
     def delete_dag_run(self, dag_id: str, run_id: str) -> None:

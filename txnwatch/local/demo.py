@@ -32,6 +32,7 @@ from txnwatch.airflow.settings import X_DAG_ID, Y_DAG_ID
 from txnwatch.core.defaults import FULL_ROWS
 
 DEMO_SCHEMA = "txnwatch_demo"
+QUEUED_NOTE_S = 15.0  # a Y run queued this long is looked into: is another run holding its slot?
 TERMINAL = ("success", "failed")
 
 
@@ -102,6 +103,7 @@ def run_pipeline(api, conf_x: dict, conf_y: dict, y_ready, timeout: float = 3600
     runs[Y_DAG_ID] = api.trigger(Y_DAG_ID, conf_y)["dag_run_id"]
     states[Y_DAG_ID] = "queued"
     y_ready_s = None
+    blocker_named = False
     while y_ready_s is None:
         states[Y_DAG_ID] = api.dag_run(Y_DAG_ID, runs[Y_DAG_ID])["state"]
         if y_ready():
@@ -111,6 +113,11 @@ def run_pipeline(api, conf_x: dict, conf_y: dict, y_ready, timeout: float = 3600
             return PipelineResult(states=states, run_ids=runs, seconds=time.monotonic() - t0)
         if on_progress:
             on_progress(states)
+        if states[Y_DAG_ID] == "queued" and not blocker_named and time.monotonic() - t0 > QUEUED_NOTE_S:
+            blocker_named = True
+            note = queued_behind(api, Y_DAG_ID, runs[Y_DAG_ID])
+            if note and on_progress:
+                on_progress(states, note)
         if time.monotonic() - t0 > ready_timeout:
             raise TimeoutError(f"{Y_DAG_ID} not ready after {ready_timeout:.0f}s: {states}")
         time.sleep(min(poll, 0.5))
@@ -130,6 +137,17 @@ def run_pipeline(api, conf_x: dict, conf_y: dict, y_ready, timeout: float = 3600
             raise TimeoutError(f"DAG runs not finished after {timeout:.0f}s: {states}")
         time.sleep(poll)
     return PipelineResult(states=states, run_ids=runs, seconds=time.monotonic() - t0, y_ready_s=y_ready_s)
+
+
+def queued_behind(api, dag_id: str, run_id: str) -> str | None:
+    """Why a run stays queued, when another run of its DAG holds the one slot (max_active_runs=1): e.g. a
+    run left `running` by a stack that was killed, which nothing will finish."""
+    others = [r for r in api.dag_runs(dag_id, state="running") if r != run_id]
+    if not others:
+        return None
+    return (f"{dag_id} run {run_id} is queued behind {', '.join(others)}, still `running` (one run at a "
+            f"time): if nothing runs it any more (a stack killed mid-run), mark it failed in the UI "
+            f"({dag_id} → Runs) and this one starts")
 
 
 def _reset(db_url: str, schema: str, *folders: Path) -> None:
