@@ -13,7 +13,9 @@ its replay check. The job creates its state tables itself (`sql/init_postgres_ta
 
 * `run_detect_local`: with `start_over`, clears the landing zone, output and schema; without it, fails at
   once, saying what to change, when the schema already finished a replay (a stopped stream resumes).
-  Then `spark-submit spark_jobs/detect_job.py` with the project's own Spark.
+  Then `spark_jobs/detect_job.py` as a Spark Connect client of the stack's standing, warm Spark
+  (`TXNWATCH_SPARK_REMOTE`, started by `make airflow-up`, `make demo` and docker-compose), or, when none
+  answers, with `spark-submit` and a Spark of its own (the task log says which).
   Skipped when the runner is `databricks`.
 * `run_detect_databricks_payload` → `run_detect_databricks`: the same replay check, then
   `DatabricksSubmitRunOperator`, one task
@@ -58,7 +60,8 @@ PARAMS = {
     "output": Param(cfg.DEFAULT_OUTPUT, type="string", minLength=1, title="Output location",
                     description="Where detection files (50 per file) go: local folder, file:// or s3://."),
     "runner": Param("local", type="string", enum=["local", "databricks"], title="Runner",
-                    description="local: spark-submit on this machine; databricks: a Databricks job run "
+                    description="local: this machine's Spark (the stack's standing one, else spark-submit); "
+                                "databricks: a Databricks job run "
                                 "through the databricks_default connection."),
     "start_over": Param(False, type="boolean", title="Start over",
                         description="Clear this landing zone, output and schema first (everything of the "
