@@ -69,8 +69,15 @@ def test_airflow_e2e_rest_api_triggers_both_dags(airflow_local, small_dataset, p
     got = detection_keys(read_detections(output))
     assert got == reference_keys(landing, small_dataset["thresholds"])
     assert {p for p, _, _ in got} == {"PatId1", "PatId2", "PatId3"}
-    for f in (tmp_path / "services").glob("*.log"):
-        assert SECRET_PASSWORD not in f.read_text(errors="replace")
+    # Neither the database password nor the standing Spark's token in any service or task log.
+    token = la.env["SPARK_CONNECT_AUTHENTICATE_TOKEN"]
+    task_logs = list((la.home / "logs").glob("dag_id=*/**/*.log"))
+    y_run = result.run_ids["mechanism_y_detect"]
+    y_log = next(f for f in task_logs if y_run in str(f) and "task_id=run_detect_local" in str(f)).read_text()
+    assert "Y as a Spark Connect client of the standing Spark at sc://localhost:" in y_log  # not spark-submit
+    for f in [*(tmp_path / "services").glob("*.log"), *task_logs]:
+        text = f.read_text(errors="replace")
+        assert SECRET_PASSWORD not in text and token not in text, f.name
 
     # The Task Execution API was built before the first task reported it was running (wait_ready).
     access_log = (tmp_path / "services" / "api-server.log").read_text()

@@ -21,6 +21,7 @@ from txnwatch.core.landing import REFERENCE_KEY
 from txnwatch.core.storage import open_store
 
 ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "test-token-8c1f"  # what the local stack generates per Airflow home
 LOW_ARGS = [a for name in ("upgrade_min_merchant_txns", "upgrade_weight_percentile", "child_min_txns",
                            "dei_min_female_customers")
             for a in ("--threshold", f"{name}={getattr(LOW, name)}")]
@@ -34,7 +35,7 @@ def spark_server(tmp_path_factory):
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "txnwatch", "spark-server", "--port", str(free_port()),
                                  "--ready-file", str(ready)], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
-                                start_new_session=True)
+                                env=dict(os.environ, SPARK_CONNECT_AUTHENTICATE_TOKEN=TOKEN), start_new_session=True)
     try:
         wait_for(lambda: ready.exists() or proc.poll() is not None, timeout=240, interval=0.2,
                  what="the Spark server to be warm")
@@ -64,8 +65,23 @@ def test_the_server_says_where_it_listens_once_warm(spark_server):
     from txnwatch.local.spark_server import reachable
 
     info, _ = spark_server
-    assert info["remote"].startswith("sc://127.0.0.1:") and info["warm_s"] > 0
+    # localhost: pyspark sends a token without TLS only there.
+    assert info["remote"].startswith("sc://localhost:") and info["warm_s"] > 0
     assert reachable(info["remote"])
+
+
+def test_a_client_without_the_token_is_refused(spark_server):
+    """Another user of the machine cannot run Spark (and read files) as the stack's user."""
+    info, server = spark_server
+    query = f"from pyspark.sql.connect.session import SparkSession as S; S.builder.remote({info['remote']!r})" \
+            ".getOrCreate().range(3).count()"
+    env = {k: v for k, v in os.environ.items() if k != "SPARK_CONNECT_AUTHENTICATE_TOKEN"}
+    refused = subprocess.run([sys.executable, "-c", query], env=env, capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and "UNAUTHENTICATED" in refused.stderr, refused.stderr[-2000:]
+    wrong = subprocess.run([sys.executable, "-c", query], env={**env, "SPARK_CONNECT_AUTHENTICATE_TOKEN": "wrong"},
+                           capture_output=True, text=True, timeout=120)
+    assert wrong.returncode != 0 and "UNAUTHENTICATED" in wrong.stderr, wrong.stderr[-2000:]
+    assert server.poll() is None
 
 
 def test_y_as_its_client_survives_kill_9_and_writes_exactly_the_reference(spark_server, tmp_path, pg_server_url,
@@ -76,7 +92,7 @@ def test_y_as_its_client_survives_kill_9_and_writes_exactly_the_reference(spark_
     rows, imp = build_rows(10_000, seed=5)
     landing, out = open_store(str(tmp_path / "landing")), open_store(str(tmp_path / "out"))
     first = land(landing, rows[:5000], imp, 500, end=False)
-    env = dict(os.environ, SPARK_REMOTE=info["remote"])
+    env = dict(os.environ, SPARK_REMOTE=info["remote"], SPARK_CONNECT_AUTHENTICATE_TOKEN=TOKEN)
     cmd = client_cmd(landing.url, out.url, pg_server_url, schema)
     with open(tmp_path / "killed.log", "wb") as log:
         client = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)

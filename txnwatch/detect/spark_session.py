@@ -136,7 +136,9 @@ def connect_session(app_name: str, remote: str):
 
 
 def start_connect_server(master: str, app_name: str, host: str = "127.0.0.1", port: int = 0) -> str:
-    """Start a Spark Connect server in this process's JVM; its address (`sc://127.0.0.1:port`).
+    """Start a Spark Connect server in this process's JVM; its address (`sc://127.0.0.1:port`, or
+    `sc://localhost:port` when SPARK_CONNECT_AUTHENTICATE_TOKEN makes it require a token: pyspark sends a
+    token without TLS only to `localhost`, through gRPC's local credentials).
 
     By default on an ephemeral loopback port: pyspark's own `SPARK_REMOTE=local[N]` serves on the fixed
     port 15002, so a second local job on the machine (or a job beside the test suite) could not start.
@@ -149,6 +151,9 @@ def start_connect_server(master: str, app_name: str, host: str = "127.0.0.1", po
     conf = {**_process_conf(master), **deployment_conf(), "spark.master": master, "spark.app.name": app_name,
             "spark.plugins": "org.apache.spark.sql.connect.SparkConnectPlugin",
             "spark.connect.grpc.binding.address": host, "spark.connect.grpc.binding.port": str(port)}
+    token = os.environ.get("SPARK_CONNECT_AUTHENTICATE_TOKEN")
+    if token:
+        conf["spark.connect.authenticate.token"] = token
     # Else pyspark would refuse this (server-side) context as a client's; a parent job's Connect mode may
     # also come in the environment.
     saved = {k: os.environ.pop(k) for k in ("SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED") if k in os.environ}
@@ -158,7 +163,7 @@ def start_connect_server(master: str, app_name: str, host: str = "127.0.0.1", po
         os.environ.update(saved)
     sc.setLogLevel("ERROR")
     service = getattr(getattr(sc._jvm, "org.apache.spark.sql.connect.service.SparkConnectService$"), "MODULE$")
-    return f"sc://127.0.0.1:{service.localPort()}"
+    return f"sc://{'localhost' if token else '127.0.0.1'}:{service.localPort()}"
 
 
 def _classic_session(session_cls, app_name: str, master: str | None):

@@ -10,7 +10,9 @@
   password is kept in `<AIRFLOW_HOME>/passwords.json` (mode 600), never in code.
 - Y's standing Spark: the stack (`make airflow-up`, `make demo`) starts a warm Spark Connect server on
   127.0.0.1:15002 (TXNWATCH_SPARK_PORT moves it), and TXNWATCH_SPARK_REMOTE tells Y's local runner to
-  join it (`txnwatch.local.spark_server`).
+  join it (`txnwatch.local.spark_server`). The server refuses a client without the home's generated
+  token (`secrets.json`, passed as SPARK_CONNECT_AUTHENTICATE_TOKEN), so another user of the machine
+  cannot run Spark as this one.
 - Connections `postgres_default` and `aws_default` come from AIRFLOW_CONN_* variables pointing at the
   local Postgres and object store (S3 endpoint/credentials from the usual AWS_* variables, if any);
   variables already set in the environment win.
@@ -48,7 +50,7 @@ class LocalAirflow:
 
     @property
     def spark_remote(self) -> str:
-        return f"sc://127.0.0.1:{self.spark_port}"
+        return f"sc://localhost:{self.spark_port}"
 
     @property
     def password_file(self) -> Path:
@@ -68,7 +70,8 @@ JWT_SECRET_BYTES = 64
 
 def _generated_keys() -> dict[str, str]:
     # token_urlsafe(n) draws n random bytes; its text is longer still (4/3 n characters).
-    return {"jwt_secret": secrets.token_urlsafe(JWT_SECRET_BYTES), "api_secret_key": secrets.token_urlsafe(32)}
+    return {"jwt_secret": secrets.token_urlsafe(JWT_SECRET_BYTES), "api_secret_key": secrets.token_urlsafe(32),
+            "spark_connect_token": secrets.token_urlsafe(32)}
 
 
 def _write_private(path: Path, data: dict, replace: bool) -> dict:
@@ -103,7 +106,9 @@ def _secret_file(path: Path, make, valid=lambda data: True) -> dict:
 
 def _keys_valid(keys: dict) -> bool:
     # A home made before the 64-byte rule has a shorter JWT secret: replaced (signed-in users log in again).
-    return len(keys.get("jwt_secret", "").encode()) >= JWT_SECRET_BYTES and bool(keys.get("api_secret_key"))
+    # A home made before Y's standing Spark has no token for it: replaced likewise.
+    return (len(keys.get("jwt_secret", "").encode()) >= JWT_SECRET_BYTES and bool(keys.get("api_secret_key"))
+            and bool(keys.get("spark_connect_token")))
 
 
 def _with_database(url: str, database: str) -> str:
@@ -168,7 +173,7 @@ def local_airflow(home: str | Path | None = None, api_port: int | None = None, s
         home.mkdir(parents=True, exist_ok=True)
         ensure_database(state_url, metadata_db)
     keys = _secret_file(home / "secrets.json", _generated_keys, _keys_valid) if create \
-        else {"jwt_secret": "", "api_secret_key": ""}
+        else {"jwt_secret": "", "api_secret_key": "", "spark_connect_token": ""}
     if create:
         _secret_file(home / "passwords.json", lambda: {ADMIN_USER: secrets.token_urlsafe(12)})
 
@@ -205,7 +210,10 @@ def local_airflow(home: str | Path | None = None, api_port: int | None = None, s
         "AIRFLOW__LOGGING__LOGGING_LEVEL": base.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"),
         "SPARK_LOCAL_IP": base.get("SPARK_LOCAL_IP", "127.0.0.1"),
         "TXNWATCH_DB_URL": state_url,
-        "TXNWATCH_SPARK_REMOTE": f"sc://127.0.0.1:{spark_port}",
+        # `localhost`: pyspark sends the token without TLS only to localhost (gRPC local credentials).
+        "TXNWATCH_SPARK_REMOTE": f"sc://localhost:{spark_port}",
+        # The server requires it and Y's clients send it (pyspark reads this variable on both sides).
+        "SPARK_CONNECT_AUTHENTICATE_TOKEN": keys["spark_connect_token"],
     })
     env.setdefault("AIRFLOW_CONN_POSTGRES_DEFAULT", _postgres_conn_json(state_url))
     env.setdefault("AIRFLOW_CONN_AWS_DEFAULT", _aws_conn_json(base))

@@ -8,11 +8,12 @@ start this server with the Airflow services; the local runner then runs Y as a C
 (TXNWATCH_SPARK_REMOTE), and falls back to `spark-submit` when it is not reachable.
 
 The server is Spark's own Connect plugin in a local-mode driver (`spark_session.start_connect_server`).
-Once it listens, it runs Y's read plan once through a Connect session of its own (warm-up), so the
-first Y run finds the planner and the generated code warm; then it writes its ready file and serves
-until SIGTERM, SIGINT or SIGHUP. Y's sessions are the server's clients: their settings and temporary
-views are per session, and a client that dies leaves nothing behind but an idle session, which the
-server expires.
+Once it listens, it runs Y's read plan 8 times on a synthetic 10,000-row chunk through a Connect session
+of its own (warm-up), so the first Y run finds the planner and the generated code warm; then it writes
+its ready file and serves until SIGTERM, SIGINT or SIGHUP. With SPARK_CONNECT_AUTHENTICATE_TOKEN set, it
+refuses a client that does not present that token (the local stack generates one per Airflow home).
+Y's sessions are the server's clients: their settings and temporary views are per session, and a client
+that dies leaves nothing behind but an idle session, which the server expires.
 """
 
 from __future__ import annotations
