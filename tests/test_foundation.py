@@ -135,6 +135,7 @@ def test_the_cli_offers_only_the_commands_whose_modules_are_installed(monkeypatc
     assert all(cli.available(c) for c in cli.COMMANDS)  # the checkout holds every room
     monkeypatch.setitem(cli.COMMANDS, "airflow", "txnwatch.no_such_room.airflow_home")
     monkeypatch.setitem(cli.COMMANDS, "databricks", "txnwatch.databricks.no_such_module")
+    monkeypatch.setitem(cli.COMMANDS, "spark-server", "txnwatch.no_such_room.spark_server")
     parser = cli.build_parser()
     usage = parser.format_usage()
     assert "{ingest,detect,generate,report}" in usage

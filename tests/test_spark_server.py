@@ -62,7 +62,7 @@ def chunks_done(db_url: str, schema: str) -> int:
 
 
 def test_the_server_says_where_it_listens_once_warm(spark_server):
-    from txnwatch.local.spark_server import reachable
+    from txnwatch.airflow.local_spark import reachable
 
     info, _ = spark_server
     # localhost: pyspark sends a token without TLS only there.

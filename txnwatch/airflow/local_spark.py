@@ -12,15 +12,19 @@ import logging
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlparse
 
 from txnwatch.core.paths import DETECT_ENTRY_SCRIPT
 from txnwatch.databricks.payload import detect_parameters
 from txnwatch.detect.spark_session import deployment_conf
+
+DEFAULT_CONNECT_PORT = 15002  # Spark Connect's own default
 
 
 def spark_submit_executable() -> str:
@@ -65,11 +69,30 @@ def spark_submit_command(landing: str, output: str, schema: str, until_end: bool
     return cmd
 
 
+def remote_address(remote: str) -> tuple[str, int]:
+    """(host, port) of an `sc://host:port[/;params]` address; the port defaults to Spark Connect's."""
+    parsed = urlparse(remote.split(";")[0])
+    if parsed.scheme != "sc" or not parsed.hostname:
+        raise ValueError(f"not a Spark Connect address (sc://host:port): {remote.split(';')[0]!r}")
+    return parsed.hostname, parsed.port or DEFAULT_CONNECT_PORT
+
+
+def reachable(remote: str, timeout: float = 1.0) -> bool:
+    """Whether something accepts TCP connections at the Spark Connect address `remote`."""
+    try:
+        host, port = remote_address(remote)
+    except ValueError:
+        return False
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def standing_spark(environ: dict[str, str] | None = None) -> str:
     """The standing Spark Connect server to run Y on (TXNWATCH_SPARK_REMOTE), or "" when none is set or it
     does not accept connections (then Y starts its own Spark, and the caller says so)."""
-    from txnwatch.local.spark_server import reachable
-
     remote = (os.environ if environ is None else environ).get("TXNWATCH_SPARK_REMOTE", "").strip()
     return remote if remote and reachable(remote) else ""
 

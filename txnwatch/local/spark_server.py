@@ -22,11 +22,9 @@ import json
 import logging
 import os
 import signal
-import socket
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
 log = logging.getLogger("txnwatch.spark_server")
 
@@ -37,27 +35,6 @@ APP_NAME = "txnwatch-spark-server"
 # (a per-run Spark stops after one small round: that round is on every run's start-up).
 WARM_UP_ROUNDS = 8
 WARM_UP_ROWS = 10_000
-
-
-def remote_address(remote: str) -> tuple[str, int]:
-    """(host, port) of an `sc://host:port[/;params]` address; the port defaults to Spark Connect's."""
-    parsed = urlparse(remote.split(";")[0])
-    if parsed.scheme != "sc" or not parsed.hostname:
-        raise ValueError(f"not a Spark Connect address (sc://host:port): {remote.split(';')[0]!r}")
-    return parsed.hostname, parsed.port or DEFAULT_PORT
-
-
-def reachable(remote: str, timeout: float = 1.0) -> bool:
-    """Whether something accepts TCP connections at the Spark Connect address `remote`."""
-    try:
-        host, port = remote_address(remote)
-    except ValueError:
-        return False
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def _write_ready(path: Path, info: dict) -> None:
