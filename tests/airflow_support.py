@@ -65,6 +65,23 @@ def drop_metadata_db(la) -> None:
 
 
 
+def metadata_libpq_url(la) -> str:
+    """The metadata database's URL for psycopg (the LocalAirflow's is SQLAlchemy's)."""
+    return la.metadata_url.replace("postgresql+psycopg2://", "postgresql://", 1)
+
+
+def fail_unfinished_runs(la) -> None:
+    """Mark every unfinished DAG run and task of the session's metadata database failed, as a user does in
+    the UI after killing a stack mid-run. Else the next stack's scheduler adopts the orphans: it retries
+    their tasks (a Y waiting for a landing zone no X will finish) and queues new runs behind them."""
+    from txnwatch.core.db import connect
+
+    with connect(metadata_libpq_url(la), autocommit=True) as conn:
+        conn.execute("UPDATE task_instance SET state = 'failed' WHERE state IN "
+                     "('running', 'queued', 'scheduled', 'up_for_retry', 'up_for_reschedule', 'deferred')")
+        conn.execute("UPDATE dag_run SET state = 'failed' WHERE state IN ('running', 'queued')")
+
+
 def start(cmd: list[str], env: dict[str, str], log: Path, cwd: Path = ROOT) -> subprocess.Popen:
     """A subprocess in its own session/process group, output to `log`."""
     out = open(log, "wb")

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from tests.airflow_support import ROOT, command_lines, port_free, start, tagged_processes
+from tests.airflow_support import ROOT, command_lines, fail_unfinished_runs, port_free, start, tagged_processes
 from tests.helpers import free_port, wait_for
 
 pytest_plugins = ["tests.airflow_fixtures"]
@@ -89,3 +89,4 @@ def test_make_demo_stopped_while_x_and_y_run_stops_every_process(airflow_local, 
     finally:
         for pid in tagged_processes(tag):
             os.kill(pid, signal.SIGKILL)
+        fail_unfinished_runs(airflow_local)  # the demo's runs, cut off mid-run: no later stack adopts them

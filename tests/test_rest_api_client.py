@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.airflow_support import metadata_libpq_url
 from tests.helpers import free_port
 from txnwatch.airflow.airflow_api import AirflowAPI
 from txnwatch.airflow.settings import Y_DAG_ID
@@ -66,7 +67,7 @@ def test_a_run_queued_behind_a_run_left_running_is_told_which_one(api_server, ai
 
     api = client(api_server)
     left, waiting = (api.trigger(Y_DAG_ID, {"schema": schema})["dag_run_id"] for _ in range(2))
-    metadata = airflow_local.metadata_url.replace("postgresql+psycopg2://", "postgresql://", 1)
+    metadata = metadata_libpq_url(airflow_local)
     try:
         # Both queued: the first holds no slot (other tests' runs on this shared server may be named).
         assert left not in (queued_behind(api, Y_DAG_ID, waiting) or "")
