@@ -133,10 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = offer("spark-server", help="a standing, warm Spark Connect server for Y's local runs (the local "
                                    "stack starts one; Y joins it through TXNWATCH_SPARK_REMOTE)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 in a container)")
-    p.add_argument("--port", type=_positive_int, default=15002)
+    p.add_argument("--port", type=_positive_int, default=defaults.SPARK_CONNECT_PORT)
     p.add_argument("--master", default="local[2]")
     p.add_argument("--ready-file", help="written (JSON: remote, up_s, warm_s) once the server is warm")
-    p.add_argument("--warm-up-rounds", type=int, default=8,
+    p.add_argument("--warm-up-rounds", type=int, default=defaults.SPARK_SERVER_WARM_UP_ROUNDS,
                    help="runs of Y's read plan on a synthetic 10,000-row chunk before the server says it is ready")
 
     p = offer("airflow", help="run an Airflow CLI command against the project's local Airflow",

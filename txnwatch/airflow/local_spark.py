@@ -20,11 +20,10 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
+from txnwatch.core import defaults
 from txnwatch.core.paths import DETECT_ENTRY_SCRIPT
 from txnwatch.databricks.payload import detect_parameters
 from txnwatch.detect.spark_session import deployment_conf
-
-DEFAULT_CONNECT_PORT = 15002  # Spark Connect's own default
 
 
 def spark_submit_executable() -> str:
@@ -74,7 +73,7 @@ def remote_address(remote: str) -> tuple[str, int]:
     parsed = urlparse(remote.split(";")[0])
     if parsed.scheme != "sc" or not parsed.hostname:
         raise ValueError(f"not a Spark Connect address (sc://host:port): {remote.split(';')[0]!r}")
-    return parsed.hostname, parsed.port or DEFAULT_CONNECT_PORT
+    return parsed.hostname, parsed.port or defaults.SPARK_CONNECT_PORT
 
 
 def reachable(remote: str, timeout: float = 1.0) -> bool:

@@ -10,3 +10,5 @@ MAX_BATCH_CHUNKS = 16  # Y: chunks per Spark pass when behind
 RETRY_SECONDS = 120.0  # X and Y: how long an outage of PostgreSQL or the object store is ridden out
 FULL_ROWS = 594_643  # the real BankSim file's size: the generator's and the demo's default
 SEED = 7  # the generator's default seed (and the demo data set's)
+SPARK_CONNECT_PORT = 15002  # Spark Connect's own default: the local stack's standing Spark listens here
+SPARK_SERVER_WARM_UP_ROUNDS = 8  # the standing Spark's runs of Y's read plan before it says it is ready

@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from txnwatch.core import defaults
 from txnwatch.core.paths import REPO_ROOT, local_dir
 
 ADMIN_USER = "admin"
 DEFAULT_API_PORT = 8080
-DEFAULT_SPARK_PORT = 15002
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class LocalAirflow:
     state_db_url: str  # libpq URL of txnwatch's state database (postgres_default)
     api_port: int
     env: dict[str, str]
-    spark_port: int = DEFAULT_SPARK_PORT  # the stack's standing Spark Connect server
+    spark_port: int = defaults.SPARK_CONNECT_PORT  # the stack's standing Spark Connect server
 
     @property
     def api_url(self) -> str:
@@ -162,7 +162,7 @@ def local_airflow(home: str | Path | None = None, api_port: int | None = None, s
     local = Path(base["TXNWATCH_LOCAL_DIR"]).expanduser() if base.get("TXNWATCH_LOCAL_DIR") else local_dir(False)
     home = Path(home or base.get("TXNWATCH_AIRFLOW_HOME") or local / "airflow").resolve()
     api_port = int(api_port or base.get("TXNWATCH_AIRFLOW_PORT") or DEFAULT_API_PORT)
-    spark_port = int(spark_port or base.get("TXNWATCH_SPARK_PORT") or DEFAULT_SPARK_PORT)
+    spark_port = int(spark_port or base.get("TXNWATCH_SPARK_PORT") or defaults.SPARK_CONNECT_PORT)
     metadata_db = metadata_db or base.get("TXNWATCH_AIRFLOW_DB") or "txnwatch_airflow"
     state_url = state_db_url or resolve_db_url(base.get("TXNWATCH_DB_URL"))
     server = urlparse(state_url)

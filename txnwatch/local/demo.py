@@ -185,9 +185,10 @@ def _demo() -> int:
     logging.basicConfig(level=logging.WARNING)
     from txnwatch.airflow.airflow_api import AirflowAPI
     from txnwatch.core.db import connect
+    from txnwatch.core.defaults import SPARK_CONNECT_PORT
     from txnwatch.core.paths import local_dir
     from txnwatch.generate import demo_data_dir, ensure_demo_data
-    from txnwatch.local.airflow_home import ADMIN_USER, DEFAULT_SPARK_PORT, local_airflow
+    from txnwatch.local.airflow_home import ADMIN_USER, local_airflow
     from txnwatch.local.stack import AirflowStack, StopRequested, port_free
     from txnwatch.records.summary import format_summary
 
@@ -200,7 +201,7 @@ def _demo() -> int:
         new = _free_port()
         _say(f"port {port} is busy: the Airflow API server uses {new}")
         port = new
-    spark_port = int(os.environ.get("TXNWATCH_SPARK_PORT", DEFAULT_SPARK_PORT))
+    spark_port = int(os.environ.get("TXNWATCH_SPARK_PORT", SPARK_CONNECT_PORT))
     if not port_free(spark_port):
         new = _free_port()
         _say(f"port {spark_port} is busy: Y's standing Spark uses {new}")
