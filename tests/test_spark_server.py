@@ -3,7 +3,6 @@ as a client, as Databricks serverless runs it; and the runner's choice between i
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -19,6 +18,7 @@ from tests.reference_rules import detect_store
 from tests.y_data import LOW, assert_matches_reference, build_rows, check_exactly_once, land
 from txnwatch.core.landing import REFERENCE_KEY
 from txnwatch.core.storage import open_store
+from txnwatch.local.spark_server import wait_until_warm
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "test-token-8c1f"  # what the local stack generates per Airflow home
@@ -37,10 +37,7 @@ def spark_server(tmp_path_factory):
                                  "--ready-file", str(ready)], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
                                 env=dict(os.environ, SPARK_CONNECT_AUTHENTICATE_TOKEN=TOKEN), start_new_session=True)
     try:
-        wait_for(lambda: ready.exists() or proc.poll() is not None, timeout=240, interval=0.2,
-                 what="the Spark server to be warm")
-        assert ready.exists(), log.read_text()[-3000:]
-        yield json.loads(ready.read_text()), proc
+        yield wait_until_warm(ready, proc, log, timeout=240), proc
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)

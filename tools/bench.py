@@ -58,6 +58,7 @@ from txnwatch.core import defaults
 from txnwatch.core.db import check_schema, connect, resolve_db_url
 from txnwatch.core.paths import local_dir
 from txnwatch.core.stats import percentile
+from txnwatch.local.spark_server import wait_until_warm
 from txnwatch.records.progress import chunk_costs, progress
 from txnwatch.records.readiness import y_readiness
 from txnwatch.records.report import collect_report
@@ -636,11 +637,7 @@ def standing_spark(bench: Bench) -> Iterator[float]:
         server = subprocess.Popen([*bench.cli, "spark-server", "--port", str(port), "--ready-file", str(ready)],
                                   env=bench.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        while not ready.exists():
-            if server.poll() is not None:
-                raise SystemExit(f"bench: the Spark server stopped; see {bench.work / 'spark-server.log'}")
-            time.sleep(0.2)
-        bench.env["SPARK_REMOTE"] = json.loads(ready.read_text())["remote"]
+        bench.env["SPARK_REMOTE"] = wait_until_warm(ready, server, bench.work / "spark-server.log")["remote"]
         yield round(time.monotonic() - started, 2)
     finally:
         bench.env.pop("SPARK_REMOTE", None)

@@ -20,34 +20,42 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
 
+from txnwatch.core import defaults
+from txnwatch.core.errors import TxnwatchError
+
 log = logging.getLogger("txnwatch.spark_server")
 
-DEFAULT_PORT = 15002  # Spark Connect's own default
 APP_NAME = "txnwatch-spark-server"
 # A standing server warms once per lifetime, not per run, and while Airflow's services start: so it runs
-# the read plan until the JIT has compiled it for a real chunk's volume, not just until it is loaded
-# (a per-run Spark stops after one small round: that round is on every run's start-up).
-WARM_UP_ROUNDS = 8
+# the read plan (defaults.SPARK_SERVER_WARM_UP_ROUNDS times) until the JIT has compiled it for a real
+# chunk's volume, not just until it is loaded (a per-run Spark stops after one small round: that round
+# is on every run's start-up).
 WARM_UP_ROWS = 10_000
 
 
-def _write_ready(path: Path, info: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(info))
-    os.replace(tmp, path)
+def wait_until_warm(ready_file: Path, server: subprocess.Popen, log_file: Path, timeout: float = 300.0) -> dict:
+    """Wait for a server process started with `--ready-file`; what the file says (remote, up_s, warm_s)."""
+    deadline = time.monotonic() + timeout
+    while not ready_file.exists():
+        if server.poll() is not None:
+            raise TxnwatchError(f"the Spark Connect server stopped before it was warm (see {log_file})")
+        if time.monotonic() > deadline:
+            raise TxnwatchError(f"the Spark Connect server is not warm after {timeout:.0f}s (see {log_file})")
+        time.sleep(0.2)
+    return json.loads(ready_file.read_text())
 
 
-def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, master: str = "local[2]",
+def serve(host: str = "127.0.0.1", port: int = defaults.SPARK_CONNECT_PORT, master: str = "local[2]",
           ready_file: Path | None = None, stop: threading.Event | None = None,
-          warm_up_rounds: int = WARM_UP_ROUNDS) -> int:
+          warm_up_rounds: int = defaults.SPARK_SERVER_WARM_UP_ROUNDS) -> int:
     """Start the server, warm it, write `ready_file` ({"remote", "up_s", "warm_s"}), serve until `stop`."""
+    from txnwatch.core.storage import open_store
     from txnwatch.detect.spark_session import LOCAL_TUNING_CONF, TUNING_CONF, connect_session, start_connect_server
     from txnwatch.detect.warmup import run_read_plan
 
@@ -63,7 +71,8 @@ def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, master: str = "loca
     client.stop()
     info = {"remote": remote, "up_s": round(time.monotonic() - started, 2), "warm_s": round(warm_s, 2)}
     if ready_file is not None:
-        _write_ready(ready_file, info)
+        # Atomically, so a waiter never reads half a file.
+        open_store(str(ready_file.parent)).put(ready_file.name, json.dumps(info).encode())
     log.info("Spark Connect server ready at %s (master %s), up in %.1fs", remote, master, info["up_s"])
     try:
         stop.wait()

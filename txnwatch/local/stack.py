@@ -5,7 +5,6 @@ and the signal handling that stops that group whichever way its owner is told to
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -22,10 +21,9 @@ SPARK_SERVER = "spark-server"
 
 
 class AirflowStack:
-    def __init__(self, la: LocalAirflow, log_dir: Path, spark: bool = True) -> None:
+    def __init__(self, la: LocalAirflow, log_dir: Path) -> None:
         self.la = la
         self.log_dir = Path(log_dir)
-        self.spark = spark  # start Y's standing Spark with the services
         self.procs: dict[str, subprocess.Popen] = {}
         self.pgid: int | None = None
 
@@ -49,14 +47,12 @@ class AirflowStack:
         from txnwatch.core.errors import TxnwatchError
 
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        if self.spark:
-            if not port_free(self.la.spark_port):
-                raise TxnwatchError(f"port {self.la.spark_port} (Y's standing Spark) is in use, by another stack "
-                                    "or a Spark Connect server: stop it, or set TXNWATCH_SPARK_PORT")
-            self.spark_ready_file.unlink(missing_ok=True)
-            self._spawn(SPARK_SERVER, [sys.executable, "-m", "txnwatch", "spark-server",
-                                       "--port", str(self.la.spark_port),
-                                       "--ready-file", str(self.spark_ready_file)])
+        if not port_free(self.la.spark_port):
+            raise TxnwatchError(f"port {self.la.spark_port} (Y's standing Spark) is in use, by another stack "
+                                "or a Spark Connect server: stop it, or set TXNWATCH_SPARK_PORT")
+        self.spark_ready_file.unlink(missing_ok=True)  # a stale one (a killed stack's) would read as warm
+        self._spawn(SPARK_SERVER, [sys.executable, "-m", "txnwatch", "spark-server",
+                                   "--port", str(self.la.spark_port), "--ready-file", str(self.spark_ready_file)])
         for name in SERVICES:
             self._spawn(name, [self.la.airflow_executable(), name])
 
@@ -72,20 +68,10 @@ class AirflowStack:
 
     def wait_spark(self, timeout: float = 300.0) -> dict:
         """Wait until the standing Spark is warm; what its ready file says (address, seconds to warm)."""
-        from txnwatch.core.errors import TxnwatchError
+        from txnwatch.local.spark_server import wait_until_warm
 
-        if not self.spark:
-            return {}
-        deadline = time.monotonic() + timeout
-        while not self.spark_ready_file.exists():
-            proc = self.procs.get(SPARK_SERVER)
-            if proc is None or proc.poll() is not None:
-                raise TxnwatchError(f"Y's standing Spark server stopped (see {self.log_dir / SPARK_SERVER}.log)")
-            if time.monotonic() > deadline:
-                raise TxnwatchError(f"Y's standing Spark server not warm after {timeout:.0f}s "
-                                    f"(see {self.log_dir / SPARK_SERVER}.log)")
-            time.sleep(0.2)
-        return json.loads(self.spark_ready_file.read_text())
+        return wait_until_warm(self.spark_ready_file, self.procs[SPARK_SERVER],
+                               self.log_dir / f"{SPARK_SERVER}.log", timeout)
 
     def dead(self) -> list[str]:
         return [n for n, p in self.procs.items() if p.poll() is not None]
